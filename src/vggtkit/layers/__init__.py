@@ -1,0 +1,9 @@
+"""Model-agnostic building blocks, one concept per file."""
+
+from vggtkit.layers.attention import Attention
+from vggtkit.layers.block import Block
+from vggtkit.layers.layer_scale import LayerScale
+from vggtkit.layers.mlp import Mlp
+from vggtkit.layers.rope import RotaryPositionEmbedding2D, patch_positions
+
+__all__ = ["Attention", "Block", "LayerScale", "Mlp", "RotaryPositionEmbedding2D", "patch_positions"]

@@ -1,0 +1,263 @@
+"""Checkpoint I/O: strict loading from folders, files and the Hugging Face hub; safetensors saving."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from vggtkit.config import VGGTConfig
+
+if TYPE_CHECKING:
+    from vggtkit.models.vggt import VGGT
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CHECKPOINT = "facebook/VGGT-1B"
+CONFIG_NAME = "config.json"
+WEIGHTS_NAMES = ("model.safetensors", "model.pt", "pytorch_model.bin", "model.pth")
+WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
+# Models shipped inside the package: name -> folder (relative to vggtkit/assets) in the Hugging Face layout.
+BUNDLED_MODELS: dict[str, str] = {}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be found, read, or does not match the model."""
+
+
+# ----------------------------------------------------------------------------- state dicts
+def read_state_dict(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Tensor]:
+    """Read a ``.safetensors`` file, or a torch pickle with ``weights_only=True`` (as the official model.pt)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {path} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device=str(map_location))
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # corrupt or foreign file: say which one
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    return convert_state_dict(state)
+
+
+def convert_state_dict(state: Mapping[str, Any]) -> dict[str, Tensor]:
+    """Unwrap the containers checkpoints come in: ``{"model": sd}`` (training) and ``module.`` (DDP) prefixes."""
+    if "model" in state and isinstance(state["model"], Mapping):
+        state = state["model"]
+    out = {}
+    for key, value in state.items():
+        if not isinstance(value, Tensor):
+            raise CheckpointError(f"checkpoint entry {key!r} is a {type(value).__name__}, not a tensor")
+        out[key.removeprefix("module.")] = value
+    return out
+
+
+def _summarise(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def check_state_dict(model: torch.nn.Module, state: Mapping[str, Tensor]) -> None:
+    """Raise CheckpointError naming every missing, unexpected or mis-shaped key."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mis_shaped = sorted(
+        f"{k} (checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)})"
+        for k in set(expected) & set(state)
+        if tuple(state[k].shape) != tuple(expected[k].shape)
+    )
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key(s): {_summarise(missing)}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key(s): {_summarise(unexpected)}")
+    if mis_shaped:
+        problems.append(f"{len(mis_shaped)} mis-shaped key(s): {_summarise(mis_shaped, 4)}")
+    if problems:
+        raise CheckpointError(
+            "checkpoint does not match the model configuration: "
+            + "; ".join(problems)
+            + ". Pass the config.json that belongs to these weights (or the matching VGGTConfig)."
+        )
+
+
+# ----------------------------------------------------------------------------- sources
+def _read_config(path: Path) -> VGGTConfig:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read model configuration {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} must hold a JSON object of VGGTConfig fields")
+    data = data.get("model", data) if isinstance(data.get("model"), dict) else data
+    try:
+        return VGGTConfig.from_dict(data)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"invalid model configuration in {path}: {exc}") from exc
+
+
+def _weights_in(folder: Path) -> Path:
+    for name in WEIGHTS_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    raise CheckpointError(f"no weights file in {folder}: expected one of {', '.join(WEIGHTS_NAMES)}")
+
+
+def _looks_like_repo_id(source: str) -> bool:
+    parts = source.split("/")
+    return len(parts) == 2 and all(parts) and not source.startswith((".", "~")) and "\\" not in source
+
+
+def _hub_reachable(endpoint: str, timeout: float = 3.0) -> bool:
+    """True when the hub host resolves within ``timeout`` (huggingface_hub itself retries for ~20 s offline)."""
+    host = endpoint.split("://", 1)[-1].split("/", 1)[0].split(":")[0]
+    result: list[bool] = []
+
+    def resolve() -> None:
+        try:
+            socket.getaddrinfo(host, 443)
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=resolve, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result and result[0])
+
+
+def _download_from_hub(
+    repo_id: str, cache_dir: str | Path | None, revision: str | None, local_files_only: bool | None
+) -> tuple[Path, Path | None]:
+    """Resolve (weights, config) of a hub repo from the cache, downloading only when the hub is reachable."""
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    offline = bool(local_files_only) or constants.HF_HUB_OFFLINE
+
+    def fetch(filename: str, local_only: bool) -> Path | None:
+        try:
+            return Path(
+                hf_hub_download(
+                    repo_id, filename, cache_dir=cache_dir, revision=revision, local_files_only=local_only
+                )
+            )
+        except (EntryNotFoundError, LocalEntryNotFoundError):
+            return None
+        except Exception as exc:  # network errors, gated repos, bad ids
+            raise CheckpointError(f"cannot download {filename} from the hub repo {repo_id}: {exc}") from exc
+
+    def fetch_weights(local_only: bool) -> Path | None:
+        for name in WEIGHTS_NAMES:
+            path = fetch(name, local_only)
+            if path is not None:
+                return path
+        return None
+
+    weights = fetch_weights(local_only=True)
+    if weights is None:
+        if offline or not _hub_reachable(constants.ENDPOINT):
+            raise CheckpointError(
+                f"the checkpoint {repo_id} is not in the Hugging Face cache and the hub cannot be reached"
+                f"{' (offline mode is on)' if offline else ''}. Download it on a connected machine with "
+                f"`huggingface-cli download {repo_id}` (then copy ~/.cache/huggingface), or pass a local "
+                "folder or weights file (--checkpoint PATH)."
+            )
+        weights = fetch_weights(local_only=False)
+        if weights is None:
+            raise CheckpointError(f"the hub repo {repo_id} has none of {', '.join(WEIGHTS_NAMES)}")
+    config = fetch(CONFIG_NAME, local_only=True) or (None if offline else fetch(CONFIG_NAME, local_only=False))
+    return weights, config
+
+
+def resolve_checkpoint(
+    source: str | Path,
+    cache_dir: str | Path | None = None,
+    revision: str | None = None,
+    local_files_only: bool | None = None,
+) -> tuple[Path, Path | None]:
+    """Find (weights file, config.json or None) for a source.
+
+    Sources: a bundled model name (see ``BUNDLED_MODELS``), a folder in the Hugging Face layout, a weights file
+    (``.safetensors``, ``.pt``, ``.pth``, ``.bin``; a ``config.json`` beside it is used), or a hub repo id.
+    """
+    text = str(source)
+    if text in BUNDLED_MODELS:
+        folder = Path(__file__).parent / "assets" / BUNDLED_MODELS[text]
+        return _weights_in(folder), folder / CONFIG_NAME
+    path = Path(text).expanduser()
+    if path.is_dir():
+        config = path / CONFIG_NAME
+        return _weights_in(path), config if config.is_file() else None
+    if path.is_file():
+        if path.suffix not in WEIGHT_SUFFIXES:
+            raise CheckpointError(f"{path} is not a weights file: expected one of {', '.join(WEIGHT_SUFFIXES)}")
+        config = path.parent / CONFIG_NAME
+        return path, config if config.is_file() else None
+    if path.suffix in WEIGHT_SUFFIXES or os.sep in text.strip("/") and not _looks_like_repo_id(text):
+        raise CheckpointError(f"checkpoint path {path} does not exist")
+    if _looks_like_repo_id(text):
+        return _download_from_hub(text, cache_dir, revision, local_files_only)
+    names = ", ".join(sorted(BUNDLED_MODELS)) or "none"
+    raise CheckpointError(
+        f"unknown checkpoint {text!r}: not a bundled model ({names}), an existing path, or a hub repo id "
+        "such as facebook/VGGT-1B"
+    )
+
+
+def load_pretrained(
+    cls: type[VGGT],
+    source: str | Path,
+    config: VGGTConfig | None = None,
+    map_location: str | torch.device = "cpu",
+    cache_dir: str | Path | None = None,
+    revision: str | None = None,
+    local_files_only: bool | None = None,
+) -> VGGT:
+    """Build ``cls`` from a checkpoint and load it strictly; returns the model in eval mode.
+
+    The config is, in order: the ``config`` argument, the checkpoint's ``config.json``, or the VGGT-1B defaults
+    (the official ``model.pt`` comes without one).
+    """
+    weights, config_path = resolve_checkpoint(source, cache_dir, revision, local_files_only)
+    if config is None:
+        config = _read_config(config_path) if config_path is not None else VGGTConfig()
+    state = read_state_dict(weights, map_location)
+    with torch.device("meta"):
+        model = cls(config)
+    check_state_dict(model, state)
+    # assign=True adopts the loaded tensors instead of allocating and copying a second set of weights.
+    model.load_state_dict(state, strict=True, assign=True)
+    logger.info("loaded %s (%d tensors) from %s", cls.__name__, len(state), weights)
+    return model.to(map_location).eval()
+
+
+def save_pretrained(model: VGGT, directory: str | Path) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` atomically (temporary names, then rename)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"cannot save into {directory}: it exists and is not a folder")
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp_weights = directory / ".model.safetensors.tmp"
+    tmp_config = directory / ".config.json.tmp"
+    save_file(state, str(tmp_weights), metadata={"format": "pt"})
+    tmp_config.write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
+    os.replace(tmp_weights, directory / "model.safetensors")
+    os.replace(tmp_config, directory / CONFIG_NAME)
+    return directory
