@@ -1,0 +1,58 @@
+"""The ``vggtkit`` command line: a thin layer over the library.
+
+Each subcommand lives in its own module exposing ``register(subparsers)`` (adds its parser and sets
+``func``) and is listed in ``SUBCOMMANDS``. ``main(argv)`` returns the exit code: 0 success, 2 for a user error
+(one clear line on stderr, a traceback only with ``--debug``), 1 for an unexpected failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from vggtkit.cli.common import UserError, user_error_types
+
+# Module names under vggtkit.cli, in the order they appear in --help.
+SUBCOMMANDS = ("quickstart",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vggtkit",
+        description="VGGT reconstruction toolkit: images or video in, cameras, depth and 3-D scenes out.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `vggtkit COMMAND --help` for the options and examples of each command.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"vggtkit.cli.{name.replace('-', '_')}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("vggtkit: interrupted", file=sys.stderr)
+        return 130
+    except (UserError, *user_error_types()) as exc:
+        if args.debug:
+            raise
+        print(f"vggtkit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
