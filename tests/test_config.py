@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from _golden import golden_config_dict
 
+from _golden import golden_config_dict
 from vggtkit import VGGTConfig
 
 
@@ -47,7 +47,10 @@ def test_official_hub_config(hub):
         ({"dpt_layers": (4, 11, 17)}, "exactly 4"),
         ({"rope_freq": 0}, "rope_freq"),
         ({"track_hidden_size": 36}, "track_hidden_size"),
-        ({"enable_camera": False, "enable_depth": False, "enable_point": False, "enable_track": False}, "head"),
+        (
+            {"enable_camera": False, "enable_depth": False, "enable_point": False, "enable_track": False},
+            "head",
+        ),
     ],
 )
 def test_impossible_combinations_raise(overrides, message):

@@ -6,9 +6,9 @@ import json
 
 import pytest
 import torch
-from _golden import GOLDEN_DIR, golden_config_dict, load_golden
 from safetensors.torch import load_file
 
+from _golden import GOLDEN_DIR, golden_config_dict, load_golden
 from vggtkit import VGGT, CheckpointError, VGGTConfig, tiny_config
 
 

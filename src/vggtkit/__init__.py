@@ -3,8 +3,18 @@
 from vggtkit.config import VGGTConfig, tiny_config
 from vggtkit.io.images import load_and_preprocess_images
 from vggtkit.models.vggt import VGGT
+from vggtkit.pipeline import Reconstruction, reconstruct
 from vggtkit.weights import CheckpointError
 
 __version__ = "0.1.0"
 
-__all__ = ["VGGT", "CheckpointError", "VGGTConfig", "__version__", "load_and_preprocess_images", "tiny_config"]
+__all__ = [
+    "VGGT",
+    "CheckpointError",
+    "Reconstruction",
+    "VGGTConfig",
+    "__version__",
+    "load_and_preprocess_images",
+    "reconstruct",
+    "tiny_config",
+]

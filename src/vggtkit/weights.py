@@ -179,7 +179,9 @@ def _download_from_hub(
         weights = fetch_weights(local_only=False)
         if weights is None:
             raise CheckpointError(f"the hub repo {repo_id} has none of {', '.join(WEIGHTS_NAMES)}")
-    config = fetch(CONFIG_NAME, local_only=True) or (None if offline else fetch(CONFIG_NAME, local_only=False))
+    config = fetch(CONFIG_NAME, local_only=True) or (
+        None if offline else fetch(CONFIG_NAME, local_only=False)
+    )
     return weights, config
 
 
@@ -204,7 +206,9 @@ def resolve_checkpoint(
         return _weights_in(path), config if config.is_file() else None
     if path.is_file():
         if path.suffix not in WEIGHT_SUFFIXES:
-            raise CheckpointError(f"{path} is not a weights file: expected one of {', '.join(WEIGHT_SUFFIXES)}")
+            raise CheckpointError(
+                f"{path} is not a weights file: expected one of {', '.join(WEIGHT_SUFFIXES)}"
+            )
         config = path.parent / CONFIG_NAME
         return path, config if config.is_file() else None
     if path.suffix in WEIGHT_SUFFIXES or os.sep in text.strip("/") and not _looks_like_repo_id(text):

@@ -17,7 +17,9 @@ def user_error_types() -> tuple[type[BaseException], ...]:
 def add_device_options(parser: argparse.ArgumentParser) -> None:
     """--device and --dtype, shared by every command that runs the model."""
     parser.add_argument(
-        "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default: auto)"
+        "--device",
+        default="auto",
+        help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default: auto)",
     )
     parser.add_argument(
         "--dtype",

@@ -10,13 +10,22 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-__all__ = ["PATCH_SIZE", "PreprocessMode", "load_and_preprocess_images", "load_rgb_image", "preprocess_image"]
+__all__ = [
+    "PATCH_SIZE",
+    "PreprocessLayout",
+    "PreprocessMode",
+    "load_and_preprocess_images",
+    "load_rgb_image",
+    "pad_offsets",
+    "preprocess_image",
+    "preprocess_layout",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -82,14 +91,44 @@ def _target_shape(width: int, height: int, mode: PreprocessMode, target_size: in
     return target_size, round(height * (target_size / width) / PATCH_SIZE) * PATCH_SIZE
 
 
+def pad_offsets(h: int, w: int, height: int, width: int) -> tuple[int, int]:
+    """(top, left) where an (h, w) image lands when padded to (height, width): half (floored) of the padding."""
+    return max(height - h, 0) // 2, max(width - w, 0) // 2
+
+
 def _pad_white(chw: np.ndarray, height: int, width: int) -> np.ndarray:
     """Pad a (3, h, w) image with 1.0 to (3, height, width); top/left get half (floored) of the padding."""
     pad_h = height - chw.shape[1]
     pad_w = width - chw.shape[2]
     if pad_h <= 0 and pad_w <= 0:
         return chw
-    top, left = pad_h // 2, pad_w // 2
+    top, left = pad_offsets(chw.shape[1], chw.shape[2], height, width)
     return np.pad(chw, ((0, 0), (top, pad_h - top), (left, pad_w - left)), constant_values=1.0)
+
+
+class PreprocessLayout(NamedTuple):
+    """Where :func:`preprocess_image` puts an image: resized to ``resized_w`` x ``resized_h``, its top-left
+    corner at (``left``, ``top``) in an ``out_w`` x ``out_h`` output (``top`` < 0: rows were cropped)."""
+
+    resized_w: int
+    resized_h: int
+    left: int
+    top: int
+    out_w: int
+    out_h: int
+
+
+def preprocess_layout(
+    width: int, height: int, mode: PreprocessMode = "crop", target_size: int = 518
+) -> PreprocessLayout:
+    """The geometry of :func:`preprocess_image` for a ``width`` x ``height`` image (pixels)."""
+    new_w, new_h = _target_shape(width, height, mode, target_size)
+    if mode == "pad":
+        top, left = pad_offsets(new_h, new_w, target_size, target_size)
+        return PreprocessLayout(new_w, new_h, left, top, target_size, target_size)
+    if new_h > target_size:
+        return PreprocessLayout(new_w, new_h, 0, -((new_h - target_size) // 2), new_w, target_size)
+    return PreprocessLayout(new_w, new_h, 0, 0, new_w, new_h)
 
 
 def preprocess_image(img: Image.Image, mode: PreprocessMode = "crop", target_size: int = 518) -> np.ndarray:
@@ -106,14 +145,13 @@ def preprocess_image(img: Image.Image, mode: PreprocessMode = "crop", target_siz
     Returns:
         float32 array (3, H, W).
     """
-    new_w, new_h = _target_shape(img.width, img.height, mode, target_size)
-    resized = img.resize((new_w, new_h), Image.Resampling.BICUBIC)
+    layout = preprocess_layout(img.width, img.height, mode, target_size)
+    resized = img.resize((layout.resized_w, layout.resized_h), Image.Resampling.BICUBIC)
     chw = np.asarray(resized, dtype=np.uint8).transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
-    if mode == "crop" and new_h > target_size:
-        top = (new_h - target_size) // 2
-        chw = chw[:, top : top + target_size, :]
+    if layout.top < 0:  # crop mode, taller than target_size: keep the centre rows
+        chw = chw[:, -layout.top : -layout.top + layout.out_h, :]
     if mode == "pad":
-        chw = _pad_white(chw, target_size, target_size)
+        chw = _pad_white(chw, layout.out_h, layout.out_w)
     return np.ascontiguousarray(chw)
 
 

@@ -1,0 +1,20 @@
+"""Reconstruction pipeline: inputs -> preprocessing -> VGGT -> :class:`Reconstruction` (numpy, npz I/O)."""
+
+from __future__ import annotations
+
+from .inputs import InputFrame, natural_key, resolve_inputs
+from .reconstruction import OFFICIAL_KEYS, Reconstruction
+from .run import DTYPES, FrameSampling, InsufficientMemoryError, reconstruct, resolve_device
+
+__all__ = [
+    "DTYPES",
+    "OFFICIAL_KEYS",
+    "FrameSampling",
+    "InputFrame",
+    "InsufficientMemoryError",
+    "Reconstruction",
+    "natural_key",
+    "reconstruct",
+    "resolve_device",
+    "resolve_inputs",
+]

@@ -1,0 +1,190 @@
+"""Turn what the user passed (image files, folders, videos, glob patterns) into an ordered list of frames.
+
+Frames are sorted by natural name order (``img2`` before ``img10``) of their paths; the first is the reference
+frame unless the caller chooses another. Video files expand, in place, into frames sampled at ``fps``.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from vggtkit.io.images import load_rgb_image
+from vggtkit.io.video import VIDEO_SUFFIXES, is_video_path, sample_video_frames
+
+__all__ = ["IMAGE_SUFFIXES", "InputFrame", "natural_key", "resolve_inputs"]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm")
+InputPath = str | os.PathLike[str]
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class InputFrame:
+    """One input frame.
+
+    Attributes:
+        name: unique file name used by exports (COLMAP image names, ``images/`` copies); for video frames
+            ``<video stem>_<frame index:06d>.png``.
+        path: the source image file, or None for a decoded video frame.
+        rgb: decoded pixels (H, W, 3) uint8 for video frames, else None.
+    """
+
+    name: str
+    path: Path | None = None
+    rgb: np.ndarray | None = None
+
+    def load(self) -> Image.Image:
+        """The frame as an 8-bit RGB PIL image, EXIF orientation applied."""
+        if self.rgb is not None:
+            return Image.fromarray(self.rgb)
+        assert self.path is not None
+        return load_rgb_image(self.path, exif_transpose=True)
+
+
+def natural_key(text: str) -> tuple:
+    """Sort key that orders digit runs by value: ``frame2`` < ``frame10``; case-insensitive."""
+    return tuple(int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text))
+
+
+def _is_image_file(path: Path) -> bool:
+    """Decide by suffix; for unknown suffixes ask PIL whether it recognises the file."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return True
+    try:
+        with Image.open(path):
+            return True
+    except (UnidentifiedImageError, OSError, SyntaxError):
+        return False
+
+
+def _folder_images(folder: Path) -> list[Path]:
+    files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    if images:
+        return images
+    if (folder / "images").is_dir():  # the scene/images/ layout of COLMAP and the official demos
+        return _folder_images(folder / "images")
+    videos = [p.name for p in files if p.suffix.lower() in VIDEO_SUFFIXES]
+    hint = f"; it holds video(s) {', '.join(sorted(videos)[:3])}: pass the video file instead" if videos else ""
+    raise ValueError(
+        f"no image files in folder '{folder}' (looked for {', '.join(IMAGE_SUFFIXES)}){hint}"
+    )
+
+
+def _expand(item: InputPath) -> list[Path]:
+    """A path, folder or glob pattern -> files (unsorted)."""
+    text = os.fspath(item)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return _folder_images(path)
+    if path.is_file():
+        if is_video_path(path) or _is_image_file(path):
+            return [path]
+        raise ValueError(
+            f"'{path}' is neither an image nor a video: pass image files ({', '.join(IMAGE_SUFFIXES[:4])}, ...), "
+            f"a folder of images, or a video ({', '.join(VIDEO_SUFFIXES[:4])}, ...)"
+        )
+    if any(ch in text for ch in "*?["):
+        matches = [Path(m) for m in glob.glob(os.path.expanduser(text)) if Path(m).is_file()]
+        if matches:
+            return [m for m in matches if is_video_path(m) or _is_image_file(m)]
+        raise ValueError(f"no file matches the pattern '{text}'")
+    raise ValueError(f"input not found: '{text}'; check the path (and the working directory)")
+
+
+def _unique_names(paths: Sequence[Path]) -> list[str]:
+    """Basenames, made unique with the parent folder (then an index) where two inputs share one."""
+    names = [p.name for p in paths]
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    out: list[str] = []
+    seen: set[str] = set()
+    for path, name in zip(paths, names, strict=True):
+        candidate = f"{path.parent.name}_{name}" if counts[name] > 1 and path.parent.name else name
+        stem, suffix = os.path.splitext(candidate)
+        k = 1
+        while candidate in seen:
+            candidate = f"{stem}_{k}{suffix}"
+            k += 1
+        seen.add(candidate)
+        out.append(candidate)
+    return out
+
+
+def _even_subset(frames: list[InputFrame], count: int) -> list[InputFrame]:
+    picks = np.linspace(0, len(frames) - 1, count).round().astype(int)
+    return [frames[i] for i in picks]
+
+
+def resolve_inputs(
+    inputs: InputPath | Iterable[InputPath],
+    fps: float = 1.0,
+    max_frames: int | None = None,
+    progress: Progress | None = None,
+) -> list[InputFrame]:
+    """Resolve image paths, folders, glob patterns and videos into frames in natural name order.
+
+    Args:
+        inputs: one path or several: image files, folders of images (or a folder with an ``images/``
+            subfolder), glob patterns, or video files.
+        fps: video sampling rate in frames per second of video time.
+        max_frames: keep at most this many frames in total (evenly spaced; videos are thinned first).
+        progress: ``progress("decode video", done, total)`` while videos are decoded.
+
+    Returns:
+        The frames, ordered: inputs sorted by natural order of their paths, video frames in time order.
+
+    Raises:
+        ValueError: when nothing is found, a path does not exist, a file is neither image nor video, or a
+            video has no decodable frame.
+    """
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if not items:
+        raise ValueError("no input given: pass image files, a folder of images, or a video")
+    paths: list[Path] = []
+    for item in items:
+        if not isinstance(item, (str, os.PathLike)):
+            raise ValueError(f"inputs must be paths (str or os.PathLike), got {type(item).__name__}")
+        paths.extend(_expand(item))
+    paths = sorted(dict.fromkeys(paths), key=lambda p: natural_key(str(p)))
+    if not paths:
+        raise ValueError(f"no image or video found in {', '.join(map(os.fspath, items))}")
+
+    frames: list[InputFrame] = []
+    image_paths = [p for p in paths if not is_video_path(p)]
+    image_names = dict(zip(image_paths, _unique_names(image_paths), strict=True))
+    for path in paths:
+        if path in image_names:
+            frames.append(InputFrame(name=image_names[path], path=path))
+            continue
+
+        def report(done: int, total: int, _name: str = path.name) -> None:
+            if progress is not None:
+                progress(f"decode {_name}", done, total)
+
+        for frame in sample_video_frames(path, fps=fps, max_frames=max_frames, progress=report):
+            frames.append(InputFrame(name=f"{path.stem}_{frame.index:06d}.png", rgb=frame.rgb))
+    if max_frames is not None and len(frames) > max_frames:
+        logger.warning("%d frames found; keeping %d evenly spaced ones (max_frames)", len(frames), max_frames)
+        frames = _even_subset(frames, max_frames)
+    seen: set[str] = set()
+    for frame in frames:  # video frames may collide with image names or with each other
+        stem, suffix = os.path.splitext(frame.name)
+        k = 1
+        while frame.name in seen:
+            frame.name = f"{stem}_{k}{suffix}"
+            k += 1
+        seen.add(frame.name)
+    return frames

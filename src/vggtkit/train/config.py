@@ -1,0 +1,302 @@
+"""Training configuration: nested frozen dataclasses loaded from YAML or JSON, with ``key=value`` overrides.
+
+Example file (YAML)::
+
+    model: {preset: tiny-synthetic}
+    data: {source: synthetic, pool_size: 600, batch_size: 4}
+    optim: {lr: 3.0e-4, max_steps: 4000}
+    run: {out_dir: runs/tiny}
+
+Overrides use dotted keys and YAML values: ``--set optim.lr=1e-4 --set data.max_frames=4``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from vggtkit.config import VGGTConfig
+from vggtkit.train.losses import LossConfig
+
+DATA_SOURCES = ("synthetic", "scene_folder")
+AMP_MODES = ("auto", "bf16", "off")
+LOGGERS = ("csv", "tensorboard")
+
+# Named model architectures for training. "tiny-synthetic" is the shipped model's architecture.
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    "tiny-synthetic": dict(
+        img_size=112,
+        embed_dim=128,
+        depth=6,
+        num_heads=4,
+        patch_embed="dinov2",
+        patch_embed_depth=2,
+        patch_embed_num_heads=4,
+        camera_trunk_depth=2,
+        camera_num_heads=4,
+        dpt_features=64,
+        dpt_out_channels=(32, 64, 128, 128),
+        dpt_layers=(1, 3, 4, 5),
+        enable_point=False,
+        enable_track=False,
+    ),
+    "test-tiny": dict(
+        img_size=56,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+        patch_embed="conv",
+        camera_trunk_depth=1,
+        camera_num_heads=2,
+        dpt_features=16,
+        dpt_out_channels=(8, 16, 16, 16),
+        dpt_layers=(0, 1, 1, 1),
+        enable_point=False,
+        enable_track=False,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    """Architecture: a preset name and/or explicit VGGTConfig fields (fields override the preset);
+    ``init_from`` loads starting weights (a checkpoint folder, file or bundled name) for fine-tuning."""
+
+    preset: str | None = "tiny-synthetic"
+    fields: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.preset is not None and self.preset not in MODEL_PRESETS:
+            raise ValueError(f"unknown model preset {self.preset!r}; known: {sorted(MODEL_PRESETS)}")
+
+    def build_config(self) -> VGGTConfig:
+        base = dict(MODEL_PRESETS[self.preset]) if self.preset else {}
+        base.update(self.fields)
+        return VGGTConfig.from_dict(base)
+
+
+@dataclass(frozen=True)
+class DataSection:
+    """Training data.
+
+    Attributes:
+        source: "synthetic" (rendered scene pool) or "scene_folder" (``path`` holds scene folders).
+        path: root of the scene folders (source scene_folder).
+        pool_size: number of synthetic scenes rendered once and cached; pool_frames: views per scene.
+        image_size: (H, W) of the training images (multiples of the patch size).
+        cache_dir: where the rendered pool is cached (None: memory only).
+        batch_size: sequences per step and process; min_frames/max_frames: frames per sequence.
+        zoom: scale-augmentation range (None disables); color_jitter: enable colour jitter.
+    """
+
+    source: str = "synthetic"
+    path: str | None = None
+    pool_size: int = 600
+    pool_frames: int = 8
+    image_size: tuple[int, int] = (112, 112)
+    supersample: int = 1
+    cache_dir: str | None = ".cache/vggtkit-pools"
+    batch_size: int = 4
+    min_frames: int = 2
+    max_frames: int = 6
+    zoom: tuple[float, float] | None = (0.8, 1.2)
+    color_jitter: bool = True
+
+    def __post_init__(self) -> None:
+        if self.source not in DATA_SOURCES:
+            raise ValueError(f"data.source must be one of {DATA_SOURCES}, got {self.source!r}")
+        if self.source == "scene_folder" and not self.path:
+            raise ValueError("data.source=scene_folder needs data.path (a folder of scene folders)")
+        object.__setattr__(self, "image_size", tuple(self.image_size))
+        if self.zoom is not None:
+            object.__setattr__(self, "zoom", tuple(self.zoom))
+        if self.pool_size < 1 or self.pool_frames < 1 or self.batch_size < 1:
+            raise ValueError("data.pool_size, data.pool_frames and data.batch_size must be >= 1")
+        if not 1 <= self.min_frames <= self.max_frames:
+            raise ValueError(
+                f"need 1 <= data.min_frames <= data.max_frames, got {self.min_frames}, {self.max_frames}"
+            )
+
+
+@dataclass(frozen=True)
+class OptimSection:
+    """AdamW with linear warm-up then cosine decay; clipping, precision, checkpointing and freezing.
+
+    Attributes:
+        lr, weight_decay, betas: AdamW settings; min_lr: the schedule's floor (start and end).
+        max_steps: optimiser steps; warmup_frac: share of the steps spent warming up.
+        grad_clip: L2 max norm per parameter group (aggregator and each head); <= 0 disables clipping.
+        amp: "auto" (bf16 where the device supports it fast: CUDA with bf16), "bf16" or "off".
+        grad_checkpointing: recompute aggregator blocks in the backward pass (saves memory, costs time).
+        freeze: glob patterns of module names to freeze (e.g. "aggregator*" to fine-tune the heads only).
+        max_bad_steps: abort after this many consecutive non-finite losses.
+    """
+
+    lr: float = 3e-4
+    min_lr: float = 1e-8
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    max_steps: int = 1000
+    warmup_frac: float = 0.05
+    grad_clip: float = 1.0
+    amp: str = "auto"
+    grad_checkpointing: bool = False
+    freeze: tuple[str, ...] = ()
+    max_bad_steps: int = 20
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", tuple(self.betas))
+        object.__setattr__(self, "freeze", tuple(self.freeze))
+        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
+            raise ValueError(f"need 0 <= optim.min_lr <= optim.lr and lr > 0, got {self.min_lr}, {self.lr}")
+        if self.max_steps < 1:
+            raise ValueError(f"optim.max_steps must be >= 1, got {self.max_steps}")
+        if not 0 <= self.warmup_frac < 1:
+            raise ValueError(f"optim.warmup_frac must lie in [0, 1), got {self.warmup_frac}")
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"optim.amp must be one of {AMP_MODES}, got {self.amp!r}")
+
+
+@dataclass(frozen=True)
+class RunSection:
+    """Where and how often: output folder, seed, logging and checkpoint cadence, resuming."""
+
+    out_dir: str = "runs/train"
+    seed: int = 0
+    log_every: int = 10
+    ckpt_every: int = 250
+    keep_checkpoints: int = 3
+    logger: str = "csv"
+    resume: str | None = None
+    device: str = "auto"
+    num_threads: int | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.logger not in LOGGERS:
+            raise ValueError(f"run.logger must be one of {LOGGERS}, got {self.logger!r}")
+        if self.log_every < 1 or self.ckpt_every < 1 or self.keep_checkpoints < 1:
+            raise ValueError("run.log_every, run.ckpt_every and run.keep_checkpoints must be >= 1")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; see the module docstring for the file format."""
+
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimSection = field(default_factory=OptimSection)
+    run: RunSection = field(default_factory=RunSection)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        return _build(cls, data, "")
+
+
+def _build(cls: type, data: Any, where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where or 'the training config'} must be a mapping, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(
+            f"unknown key(s) {unknown} in {where or 'the training config'}; known: {sorted(known)}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        default = getattr(cls(), name) if _has_defaults(cls) else None
+        if is_dataclass(default) and isinstance(value, dict):
+            kwargs[name] = _build(type(default), value, f"{where}{name}.")
+        else:
+            kwargs[name] = _coerce(value, default, f"{where}{name}")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"invalid {where or 'training config'}: {exc}") from exc
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    """YAML 1.1 reads ``1e-4`` as a string: turn numeric strings into the default's number type."""
+    if isinstance(value, str) and isinstance(default, (int, float)) and not isinstance(default, bool):
+        try:
+            return type(default)(float(value)) if isinstance(default, float) else int(value)
+        except ValueError as exc:
+            raise ValueError(f"{where} must be a number, got {value!r}") from exc
+    if isinstance(value, int) and isinstance(default, float) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _has_defaults(cls: type) -> bool:
+    try:
+        cls()
+    except TypeError:
+        return False
+    return True
+
+
+def _parse_value(text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply ``section.key=value`` overrides (values parsed as YAML: numbers, lists, null, booleans)."""
+    data = config.to_dict()
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} must look like section.key=value (e.g. optim.lr=1e-4)")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = data
+        for part in parts[:-1]:
+            if not isinstance(node, dict) or part not in node:
+                raise ValueError(f"override {item!r}: unknown section {part!r}")
+            node = node[part]
+        leaf = parts[-1]
+        if not isinstance(node, dict) or (leaf not in node and parts[:-1] != ["model", "fields"]):
+            raise ValueError(f"override {item!r}: unknown key {key!r}")
+        node[leaf] = _parse_value(text)
+    return TrainConfig.from_dict(data)
+
+
+def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML (.yaml/.yml) or JSON training config (None: all defaults) and apply overrides."""
+    config = TrainConfig()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"training config {path} does not exist")
+        text = path.read_text()
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            try:
+                data = yaml.safe_load(text) or {}
+            except yaml.YAMLError as exc:
+                raise ValueError(f"cannot parse {path}: {exc}") from exc
+        else:
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"cannot parse {path} as JSON: {exc}") from exc
+        config = TrainConfig.from_dict(data)
+    return apply_overrides(config, overrides or [])
+
+
+def with_changes(config: TrainConfig, **sections: dict[str, Any]) -> TrainConfig:
+    """Copy with some fields of some sections replaced, e.g. ``with_changes(c, optim={"lr": 1e-4})``."""
+    return replace(
+        config, **{name: replace(getattr(config, name), **vals) for name, vals in sections.items()}
+    )
