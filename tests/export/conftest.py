@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from vggtkit.geometry import extri_intri_to_pose_encoding
 from vggtkit.pipeline import Reconstruction
 from vggtkit.pipeline.run import _original_from_model
 
@@ -18,11 +20,14 @@ def _rot_y(angle: float) -> np.ndarray:
     return np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])
 
 
-def synthetic_reconstruction(n_frames: int = 4, depth_noise: float = 0.0, seed: int = 0) -> Reconstruction:
+def synthetic_reconstruction(
+    n_frames: int = 4, depth_noise: float = 0.0, seed: int = 0, with_sources: bool = True
+) -> Reconstruction:
     """Cameras side by side looking at a wall (z = 3) above a floor (y = 0.8, OpenCV y down).
 
     Depth is ray-cast exactly (then multiplied by 1 + depth_noise * N(0, 1)); colours are a smooth texture of
-    the world position (never black or white); confidence is uniform in [1, 3].
+    the world position (never black or white); confidence is uniform in [1, 3]. With ``with_sources``, the
+    original images (224x168, 4x the model resolution) are held in memory as for a decoded video.
     """
     rng = np.random.default_rng(seed)
     h, w = MODEL_HW
@@ -45,7 +50,10 @@ def synthetic_reconstruction(n_frames: int = 4, depth_noise: float = 0.0, seed: 
     points_arr = np.stack(points)
     rgb = np.stack(
         [
-            0.5 + 0.35 * np.sin(9 * points_arr[..., 0] + k) * np.cos(7 * points_arr[..., 1] + 4 * points_arr[..., 2])
+            0.5
+            + 0.35
+            * np.sin(9 * points_arr[..., 0] + k)
+            * np.cos(7 * points_arr[..., 1] + 4 * points_arr[..., 2])
             for k in range(3)
         ],
         axis=1,
@@ -55,9 +63,6 @@ def synthetic_reconstruction(n_frames: int = 4, depth_noise: float = 0.0, seed: 
     intrinsic = np.tile(K, (n_frames, 1, 1))
     a = _original_from_model(ORIGINAL_WH[0], ORIGINAL_WH[1], w, h, 0, 0)
     original_from_model = np.tile(a, (n_frames, 1, 1))
-    from vggtkit.geometry import extri_intri_to_pose_encoding
-    import torch
-
     pose_enc = extri_intri_to_pose_encoding(
         torch.from_numpy(extrinsic_arr)[None], torch.from_numpy(intrinsic)[None], (h, w)
     )[0].numpy()
@@ -76,7 +81,14 @@ def synthetic_reconstruction(n_frames: int = 4, depth_noise: float = 0.0, seed: 
         original_hw=np.tile(np.array([ORIGINAL_WH[1], ORIGINAL_WH[0]]), (n_frames, 1)),
         names=[f"view_{i}.png" for i in range(n_frames)],
         image_paths=[""] * n_frames,
+        source_frames=list(_upsampled(rgb, 4)) if with_sources else None,
     )
+
+
+def _upsampled(images: np.ndarray, factor: int) -> np.ndarray:
+    """(S, 3, H, W) in [0, 1] -> (S, factor H, factor W, 3) uint8 by pixel repetition."""
+    rgb = np.clip(np.rint(images.transpose(0, 2, 3, 1) * 255), 0, 255).astype(np.uint8)
+    return rgb.repeat(factor, axis=1).repeat(factor, axis=2)
 
 
 @pytest.fixture
@@ -87,3 +99,9 @@ def scene() -> Reconstruction:
 @pytest.fixture
 def noisy_scene() -> Reconstruction:
     return synthetic_reconstruction(depth_noise=0.003)
+
+
+@pytest.fixture
+def make_scene():
+    """The factory ``synthetic_reconstruction(n_frames=4, depth_noise=0.0, seed=0, with_sources=True)``."""
+    return synthetic_reconstruction

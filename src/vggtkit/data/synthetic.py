@@ -26,7 +26,7 @@ from vggtkit.data.raycast import Scene, render_view
 from vggtkit.data.textures import random_texture
 from vggtkit.geometry import project_points
 
-HELDOUT_FILE = "heldout_synthetic.json"
+HELDOUT_FILE = "heldout_synthetic.json"  # in vggtkit/assets/
 
 
 @dataclass(frozen=True)
@@ -317,9 +317,9 @@ class HeldoutSet:
 
 
 def load_heldout_set(path: str | None = None) -> HeldoutSet:
-    """The held-out definition shipped in the package (``vggtkit/data/heldout_synthetic.json``) or ``path``."""
+    """The held-out definition shipped in the package (``vggtkit/assets/heldout_synthetic.json``) or ``path``."""
     if path is None:
-        text = resources.files("vggtkit.data").joinpath(HELDOUT_FILE).read_text()
+        text = resources.files("vggtkit").joinpath("assets", HELDOUT_FILE).read_text()
     else:
         with open(path) as handle:
             text = handle.read()

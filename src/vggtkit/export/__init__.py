@@ -23,11 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from vggtkit.export.options import CAMERA_MODELS, ExportOptions, ExportResult
+from vggtkit.export.options import CAMERA_MODELS, DEFAULT_OPTIONS, ExportOptions, ExportResult
 from vggtkit.pipeline.reconstruction import Reconstruction
 
 __all__ = [
     "CAMERA_MODELS",
+    "DEFAULT_OPTIONS",
     "EXPORTERS",
     "EXPORT_DESCRIPTIONS",
     "ExportOptions",
@@ -45,50 +46,87 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-ExportFn = Callable[[Reconstruction, Path, ExportOptions, "np.ndarray | None"], ExportResult]
+PathLike = str | os.PathLike[str]
+ExportFn = Callable[[Reconstruction, PathLike, ExportOptions, "np.ndarray | None"], ExportResult]
 
 
-def export_glb(rec, out_dir, options=ExportOptions(), keep=None) -> ExportResult:  # noqa: B008
+def export_glb(
+    rec: Reconstruction,
+    out_dir: PathLike,
+    options: ExportOptions = DEFAULT_OPTIONS,
+    keep: np.ndarray | None = None,
+) -> ExportResult:
     """``out_dir/scene.glb``; see :func:`vggtkit.export.glb.export_glb`."""
     from vggtkit.export.glb import export_glb as write
 
     return write(rec, Path(out_dir) / "scene.glb", options, keep)
 
 
-def export_ply(rec, out_dir, options=ExportOptions(), keep=None) -> ExportResult:  # noqa: B008
+def export_ply(
+    rec: Reconstruction,
+    out_dir: PathLike,
+    options: ExportOptions = DEFAULT_OPTIONS,
+    keep: np.ndarray | None = None,
+) -> ExportResult:
     """``out_dir/points.ply``; see :func:`vggtkit.export.ply.export_ply`."""
     from vggtkit.export.ply import export_ply as write
 
     return write(rec, Path(out_dir) / "points.ply", options, keep)
 
 
-def export_colmap(rec, out_dir, options=ExportOptions(), keep=None) -> ExportResult:  # noqa: B008
+def export_colmap(
+    rec: Reconstruction,
+    out_dir: PathLike,
+    options: ExportOptions = DEFAULT_OPTIONS,
+    keep: np.ndarray | None = None,
+) -> ExportResult:
     """``out_dir/sparse/0`` and ``out_dir/images``; see :func:`vggtkit.export.colmap.export_colmap`."""
     from vggtkit.export.colmap import export_colmap as write
 
     return write(rec, out_dir, options, keep)
 
 
-def export_depth(rec, out_dir, options=ExportOptions(), keep=None) -> ExportResult:  # noqa: B008
+def export_depth(
+    rec: Reconstruction,
+    out_dir: PathLike,
+    options: ExportOptions = DEFAULT_OPTIONS,
+    keep: np.ndarray | None = None,
+) -> ExportResult:
     """``out_dir/depth/``; see :func:`vggtkit.export.depth.export_depth`."""
     from vggtkit.export.depth import export_depth as write
 
     return write(rec, Path(out_dir) / "depth", options, keep)
 
 
-def export_npz(rec, out_dir, options=ExportOptions(), keep=None) -> ExportResult:  # noqa: B008
-    """``out_dir/predictions.npz`` (:meth:`Reconstruction.save_npz`)."""
+def export_npz(
+    rec: Reconstruction,
+    out_dir: PathLike,
+    options: ExportOptions = DEFAULT_OPTIONS,
+    keep: np.ndarray | None = None,
+) -> ExportResult:
+    """``out_dir/predictions.npz`` (:meth:`Reconstruction.save_npz`; options and keep do not apply)."""
     return ExportResult((rec.save_npz(Path(out_dir) / "predictions.npz"),))
 
 
-def export_cameras_json(rec, out_dir, options=ExportOptions(), keep=None) -> ExportResult:  # noqa: B008
+def export_cameras_json(
+    rec: Reconstruction,
+    out_dir: PathLike,
+    options: ExportOptions = DEFAULT_OPTIONS,
+    keep: np.ndarray | None = None,
+) -> ExportResult:
     """``out_dir/cameras.json``; see :mod:`vggtkit.export.cameras`."""
     from vggtkit.export.cameras import export_cameras_json as write
 
     return write(rec, Path(out_dir) / "cameras.json", options, keep)
 
 
-def export_transforms_json(rec, out_dir, options=ExportOptions(), keep=None, write_ply=True) -> ExportResult:  # noqa: B008
+def export_transforms_json(
+    rec: Reconstruction,
+    out_dir: PathLike,
+    options: ExportOptions = DEFAULT_OPTIONS,
+    keep: np.ndarray | None = None,
+    write_ply: bool = True,
+) -> ExportResult:
     """``out_dir/transforms.json`` (+ ``images/``, ``points.ply``); see :mod:`vggtkit.export.transforms`."""
     from vggtkit.export.transforms import export_transforms_json as write
 
@@ -128,8 +166,10 @@ def parse_export_names(text: str | Iterable[str]) -> list[str]:
         return list(EXPORTERS)
     unknown = [n for n in names if n not in EXPORTERS]
     if unknown:
-        raise ValueError(f"unknown export {', '.join(map(repr, unknown))}; choose from {', '.join(EXPORTERS)} "
-                         "or all (comma separated)")
+        raise ValueError(
+            f"unknown export {', '.join(map(repr, unknown))}; choose from {', '.join(EXPORTERS)} "
+            "or all (comma separated)"
+        )
     if not names:
         raise ValueError(f"no export chosen; choose from {', '.join(EXPORTERS)} or all")
     return list(dict.fromkeys(names))
@@ -139,7 +179,7 @@ def export_all(
     rec: Reconstruction,
     out_dir: str | os.PathLike[str],
     names: str | Iterable[str],
-    options: ExportOptions = ExportOptions(),  # noqa: B008
+    options: ExportOptions = DEFAULT_OPTIONS,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, ExportResult]:
     """Run several exports into ``out_dir``, computing shared inputs (sky masks) once.
@@ -172,7 +212,9 @@ def export_all(
         if progress is not None:
             progress(f"export {name}", k, len(order))
         if name == "transforms":
-            results[name] = export_transforms_json(rec, out_dir, options, keep, write_ply="ply" not in selected)
+            results[name] = export_transforms_json(
+                rec, out_dir, options, keep, write_ply="ply" not in selected
+            )
         else:
             results[name] = EXPORTERS[name](rec, out_dir, options, keep)
     if progress is not None:

@@ -1,7 +1,8 @@
 """Put the frames' images next to camera exports (``images/``), as COLMAP, nerfstudio and 3DGS tools expect.
 
-Source files are hard-linked (or copied) as they are; frames whose file cannot be used as is (EXIF-rotated
-photos, decoded video frames) are written from their pixels. A frame whose original pixels are unavailable
+Source files that are plain 8-bit RGB are hard-linked (or copied) as they are; other frames (EXIF-rotated
+photos, RGBA composited on white, grey or 16-bit images, decoded video frames) are written from the pixels the
+model saw, under the same name. A frame whose original pixels are unavailable
 (e.g. an official npz without image paths) gets the model-resolution image, and its camera is then given at
 that resolution: intrinsics always describe the image file written.
 """
@@ -47,11 +48,12 @@ class FrameImage:
 
 
 def _usable_as_is(source: Path, hw: tuple[int, int]) -> bool:
-    """True when the file's stored pixels are the frame's original pixels (same size, no EXIF rotation)."""
+    """True when the file stores exactly the pixels the model saw: 8-bit RGB, the same size, no EXIF rotation.
+    (RGBA, grey, 16-bit or rotated files are written again as loaded, so every tool reads the same image.)"""
     try:
         with Image.open(source) as img:
             orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
-            return orientation in (0, 1) and (img.height, img.width) == hw
+            return img.mode == "RGB" and orientation in (0, 1) and (img.height, img.width) == hw
     except OSError:
         return False
 
@@ -84,12 +86,20 @@ def write_images(rec: Reconstruction, images_dir: str | os.PathLike[str]) -> lis
     images_dir.mkdir(parents=True, exist_ok=True)
     out: list[FrameImage] = []
     fallback: list[str] = []
+    colors: np.ndarray | None = None
     for i, name in enumerate(rec.names):
         target = images_dir / name
         hw = (int(rec.original_hw[i, 0]), int(rec.original_hw[i, 1]))
         source = Path(rec.image_paths[i]) if rec.image_paths[i] else None
         original = True
-        if source is not None and source.is_file() and _usable_as_is(source, hw):
+        if source is not None and target.exists() and source.is_file() and target.samefile(source):
+            if not _usable_as_is(source, hw):  # never overwrite a user's file (input folder == output folder)
+                logger.warning(
+                    "%s is the source image itself; left unchanged although tools may read it "
+                    "differently (EXIF rotation, alpha, 16-bit)",
+                    target,
+                )
+        elif source is not None and source.is_file() and _usable_as_is(source, hw):
             _link_or_copy(source, target)
         else:
             pixels = rec.source_image(i)
@@ -98,7 +108,8 @@ def write_images(rec: Reconstruction, images_dir: str | os.PathLike[str]) -> lis
             else:
                 original = False
                 fallback.append(name)
-                _save_pixels(rec.colors()[i], target)
+                colors = rec.colors() if colors is None else colors
+                _save_pixels(colors[i], target)
         if original:
             out.append(FrameImage(target, hw, rec.intrinsic_original[i], rec.original_from_model[i], True))
         else:
@@ -106,7 +117,11 @@ def write_images(rec: Reconstruction, images_dir: str | os.PathLike[str]) -> lis
     if fallback:
         logger.warning(
             "original images unavailable for %d frame(s) (%s%s); wrote them at the model resolution %dx%d with "
-            "matching cameras", len(fallback), ", ".join(fallback[:3]), ", ..." if len(fallback) > 3 else "",
-            rec.model_hw[1], rec.model_hw[0],
+            "matching cameras",
+            len(fallback),
+            ", ".join(fallback[:3]),
+            ", ..." if len(fallback) > 3 else "",
+            rec.model_hw[1],
+            rec.model_hw[0],
         )
     return out

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from vggtkit.export._json import write_json
-from vggtkit.export.options import ExportOptions, ExportResult
+from vggtkit.export.options import DEFAULT_OPTIONS, ExportOptions, ExportResult
 from vggtkit.pipeline.reconstruction import Reconstruction
 
 __all__ = ["cameras_dict", "export_cameras_json"]
@@ -51,7 +51,7 @@ def cameras_dict(rec: Reconstruction) -> dict:
 def export_cameras_json(
     rec: Reconstruction,
     path: str | os.PathLike[str],
-    options: ExportOptions = ExportOptions(),  # noqa: B008  (unused: cameras do not depend on thresholds)
+    options: ExportOptions = DEFAULT_OPTIONS,
     keep: np.ndarray | None = None,
 ) -> ExportResult:
     """Write ``cameras.json`` (see the module docstring)."""

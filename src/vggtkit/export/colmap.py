@@ -22,7 +22,7 @@ import numpy as np
 
 from vggtkit.export._atomic import atomic_dir
 from vggtkit.export._images import FrameImage, write_images
-from vggtkit.export.options import ExportOptions, ExportResult
+from vggtkit.export.options import DEFAULT_OPTIONS, ExportOptions, ExportResult
 from vggtkit.export.points import point_mask
 from vggtkit.export.tracks import Tracks, build_tracks
 from vggtkit.pipeline.reconstruction import Reconstruction
@@ -82,8 +82,9 @@ def build_colmap_reconstruction(
         cameras = [pycolmap.Camera(model=model, width=w, height=h, params=params, camera_id=1)]
     else:
         cameras = [
-            pycolmap.Camera(model=model, width=f.hw[1], height=f.hw[0], params=camera_params(f.K, model),
-                            camera_id=i + 1)
+            pycolmap.Camera(
+                model=model, width=f.hw[1], height=f.hw[0], params=camera_params(f.K, model), camera_id=i + 1
+            )
             for i, f in enumerate(frames)
         ]
     colmap = pycolmap.Reconstruction()
@@ -117,7 +118,7 @@ def build_colmap_reconstruction(
 def export_colmap(
     rec: Reconstruction,
     out_dir: str | os.PathLike[str],
-    options: ExportOptions = ExportOptions(),  # noqa: B008
+    options: ExportOptions = DEFAULT_OPTIONS,
     keep: np.ndarray | None = None,
 ) -> ExportResult:
     """Write ``out_dir/images/`` and the sparse model ``out_dir/sparse/0/`` (``.bin`` and ``.txt``).
@@ -139,7 +140,8 @@ def export_colmap(
     if len(tracks) == 0:
         logger.warning(
             "COLMAP: no point is observed consistently in two or more frames%s; the model has cameras and "
-            "images but no points3D", " (only one frame)" if rec.num_frames == 1 else ""
+            "images but no points3D",
+            " (only one frame)" if rec.num_frames == 1 else "",
         )
     colmap = build_colmap_reconstruction(rec, frames, tracks, options)
     model_dir = out_dir / "sparse" / "0"
@@ -147,6 +149,11 @@ def export_colmap(
         colmap.write_binary(str(tmp))
         colmap.write_text(str(tmp))
     lengths = tracks.lengths()
-    logger.info("wrote %s: %d images, %d points (mean track length %.2f)", model_dir, rec.num_frames,
-                len(tracks), float(lengths.mean()) if len(lengths) else 0.0)
+    logger.info(
+        "wrote %s: %d images, %d points (mean track length %.2f)",
+        model_dir,
+        rec.num_frames,
+        len(tracks),
+        float(lengths.mean()) if len(lengths) else 0.0,
+    )
     return ExportResult((model_dir, out_dir / "images"), len(tracks))

@@ -18,7 +18,7 @@ import numpy as np
 
 from vggtkit.export._atomic import atomic_dir
 from vggtkit.export._json import write_json
-from vggtkit.export.options import ExportOptions, ExportResult
+from vggtkit.export.options import DEFAULT_OPTIONS, ExportOptions, ExportResult
 from vggtkit.pipeline.reconstruction import Reconstruction
 
 __all__ = ["export_depth", "quantization_scale"]
@@ -43,8 +43,14 @@ def _to_original(maps: np.ndarray, a: np.ndarray, hw: tuple[int, int]) -> np.nda
     v, u = np.mgrid[0:h, 0:w].astype(np.float32)
     map_x = ((u - a[0, 2]) / a[0, 0]).astype(np.float32)
     map_y = ((v - a[1, 2]) / a[1, 1]).astype(np.float32)
-    return cv2.remap(maps.astype(np.float32), map_x, map_y, interpolation=cv2.INTER_NEAREST,
-                     borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    return cv2.remap(
+        maps.astype(np.float32),
+        map_x,
+        map_y,
+        interpolation=cv2.INTER_NEAREST,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0.0,
+    )
 
 
 def _preview(depth: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -74,7 +80,7 @@ def _unique_stems(names: list[str]) -> list[str]:
 def export_depth(
     rec: Reconstruction,
     out_dir: str | os.PathLike[str],
-    options: ExportOptions = ExportOptions(),  # noqa: B008
+    options: ExportOptions = DEFAULT_OPTIONS,
     keep: np.ndarray | None = None,
 ) -> ExportResult:
     """Write ``out_dir`` (e.g. ``OUT/depth``) with depth, preview and confidence PNGs per frame (see module doc).
@@ -104,19 +110,35 @@ def export_depth(
                 K = rec.intrinsic_original[i]
             else:
                 hw, K = rec.model_hw, rec.intrinsic[i]
-            cv2.imwrite(str(tmp / f"{stem}.png"), np.clip(np.rint(d * depth_scale), 0, _UINT16_MAX).astype(np.uint16))
-            cv2.imwrite(str(tmp / f"{stem}_conf.png"), np.clip(np.rint(c * conf_scale), 0, _UINT16_MAX).astype(np.uint16))
+            cv2.imwrite(
+                str(tmp / f"{stem}.png"), np.clip(np.rint(d * depth_scale), 0, _UINT16_MAX).astype(np.uint16)
+            )
+            cv2.imwrite(
+                str(tmp / f"{stem}_conf.png"),
+                np.clip(np.rint(c * conf_scale), 0, _UINT16_MAX).astype(np.uint16),
+            )
             cv2.imwrite(str(tmp / f"{stem}_preview.png"), _preview(d, d > 0))
-            frames.append({"name": rec.names[i], "depth": f"{stem}.png", "confidence": f"{stem}_conf.png",
-                           "preview": f"{stem}_preview.png", "width": hw[1], "height": hw[0],
-                           "K": np.asarray(K, dtype=float).tolist()})
-        write_json(tmp / "depth.json", {
-            "depth_scale": depth_scale,
-            "conf_scale": conf_scale,
-            "resolution": options.depth_resolution,
-            "note": "depth = png / depth_scale (0: no data); confidence = png / conf_scale; depth is along the "
-                    "optical axis, in the reconstruction's units (up to scale)",
-            "frames": frames,
-        })
+            frames.append(
+                {
+                    "name": rec.names[i],
+                    "depth": f"{stem}.png",
+                    "confidence": f"{stem}_conf.png",
+                    "preview": f"{stem}_preview.png",
+                    "width": hw[1],
+                    "height": hw[0],
+                    "K": np.asarray(K, dtype=float).tolist(),
+                }
+            )
+        write_json(
+            tmp / "depth.json",
+            {
+                "depth_scale": depth_scale,
+                "conf_scale": conf_scale,
+                "resolution": options.depth_resolution,
+                "note": "depth = png / depth_scale (0: no data); confidence = png / conf_scale; depth is along the "
+                "optical axis, in the reconstruction's units (up to scale)",
+                "frames": frames,
+            },
+        )
     logger.info("wrote %s (%d frames, depth_scale %g)", out_dir, rec.num_frames, depth_scale)
     return ExportResult((out_dir,))

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from vggtkit.export._atomic import atomic_path
-from vggtkit.export.options import ExportOptions, ExportResult
+from vggtkit.export.options import DEFAULT_OPTIONS, ExportOptions, ExportResult
 from vggtkit.export.points import PointSet, select_points
 from vggtkit.pipeline.reconstruction import Reconstruction
 
@@ -77,7 +77,9 @@ def _camera_meshes(rec: Reconstruction, frames: list[int], scale: float) -> list
     return meshes
 
 
-def build_glb_scene(rec: Reconstruction, options: ExportOptions = ExportOptions(), keep: np.ndarray | None = None):  # noqa: B008
+def build_glb_scene(
+    rec: Reconstruction, options: ExportOptions = DEFAULT_OPTIONS, keep: np.ndarray | None = None
+):
     """The ``trimesh.Scene`` of the GLB (point cloud and camera frusta), already aligned.
 
     Returns:
@@ -107,13 +109,15 @@ def _write_empty_glb(path: Path) -> None:
         separators=(",", ":"),
     ).encode()
     doc += b" " * (-len(doc) % 4)
-    path.write_bytes(struct.pack("<4sII", b"glTF", 2, 20 + len(doc)) + struct.pack("<I4s", len(doc), b"JSON") + doc)
+    path.write_bytes(
+        struct.pack("<4sII", b"glTF", 2, 20 + len(doc)) + struct.pack("<I4s", len(doc), b"JSON") + doc
+    )
 
 
 def export_glb(
     rec: Reconstruction,
     path: str | os.PathLike[str],
-    options: ExportOptions = ExportOptions(),  # noqa: B008
+    options: ExportOptions = DEFAULT_OPTIONS,
     keep: np.ndarray | None = None,
 ) -> ExportResult:
     """Write the scene as a binary glTF (``.glb``), e.g. for Blender, three.js, gradio's Model3D.
@@ -132,8 +136,10 @@ def export_glb(
     scene, points = build_glb_scene(rec, options, keep)
     with atomic_path(path) as tmp:
         if scene is None:
-            logger.warning("%s: nothing to draw (no point passes the filters, cameras hidden); writing an empty "
-                           "scene", path.name)
+            logger.warning(
+                "%s: nothing to draw (no point passes the filters, cameras hidden); writing an empty scene",
+                path.name,
+            )
             _write_empty_glb(tmp)
         else:
             tmp.write_bytes(scene.export(file_type="glb"))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["CAMERA_MODELS", "ExportOptions", "ExportResult"]
+__all__ = ["CAMERA_MODELS", "DEFAULT_OPTIONS", "ExportOptions", "ExportResult"]
 
 CAMERA_MODELS = ("PINHOLE", "SIMPLE_PINHOLE")
 
@@ -59,13 +59,18 @@ class ExportOptions:
         if self.voxel_size is not None and not (math.isfinite(self.voxel_size) and self.voxel_size > 0):
             raise ValueError(f"voxel_size must be > 0, got {self.voxel_size}")
         if self.camera_model not in CAMERA_MODELS:
-            raise ValueError(f"camera_model must be one of {', '.join(CAMERA_MODELS)}, got {self.camera_model!r}")
+            raise ValueError(
+                f"camera_model must be one of {', '.join(CAMERA_MODELS)}, got {self.camera_model!r}"
+            )
         if self.track_points_per_frame < 1:
             raise ValueError(f"track_points_per_frame must be >= 1, got {self.track_points_per_frame}")
         if not 0 < self.track_depth_tolerance < 1:
             raise ValueError(f"track_depth_tolerance must be in (0, 1), got {self.track_depth_tolerance}")
         if self.depth_resolution not in ("model", "original"):
             raise ValueError(f"depth_resolution must be 'model' or 'original', got {self.depth_resolution!r}")
+
+
+DEFAULT_OPTIONS = ExportOptions()
 
 
 @dataclass(frozen=True)

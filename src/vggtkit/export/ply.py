@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from vggtkit.export._atomic import atomic_path
-from vggtkit.export.options import ExportOptions, ExportResult
+from vggtkit.export.options import DEFAULT_OPTIONS, ExportOptions, ExportResult
 from vggtkit.export.points import PointSet, select_points
 from vggtkit.pipeline.reconstruction import Reconstruction
 
@@ -22,7 +22,15 @@ __all__ = ["export_ply", "voxel_downsample", "write_ply"]
 logger = logging.getLogger(__name__)
 
 _VERTEX = np.dtype(
-    [("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1"), ("confidence", "<f4")]
+    [
+        ("x", "<f4"),
+        ("y", "<f4"),
+        ("z", "<f4"),
+        ("red", "u1"),
+        ("green", "u1"),
+        ("blue", "u1"),
+        ("confidence", "<f4"),
+    ]
 )
 
 
@@ -53,7 +61,9 @@ def voxel_downsample(points: PointSet, voxel_size: float) -> PointSet:
     )
 
 
-def write_ply(path: str | os.PathLike[str], xyz: np.ndarray, rgb: np.ndarray, conf: np.ndarray | None = None) -> Path:
+def write_ply(
+    path: str | os.PathLike[str], xyz: np.ndarray, rgb: np.ndarray, conf: np.ndarray | None = None
+) -> Path:
     """Write points (N, 3), colours (N, 3) uint8 and confidence (N,) as a binary PLY (atomically)."""
     path = Path(path)
     n = len(xyz)
@@ -86,7 +96,7 @@ def write_ply(path: str | os.PathLike[str], xyz: np.ndarray, rgb: np.ndarray, co
 def export_ply(
     rec: Reconstruction,
     path: str | os.PathLike[str],
-    options: ExportOptions = ExportOptions(),  # noqa: B008
+    options: ExportOptions = DEFAULT_OPTIONS,
     keep: np.ndarray | None = None,
 ) -> ExportResult:
     """Write the selected points (see :func:`vggtkit.export.points.select_points`) as a binary PLY, voxel

@@ -41,7 +41,9 @@ class PointSet:
 
 def _check_frame(rec: Reconstruction, frame: int | None) -> None:
     if frame is not None and frame >= rec.num_frames:
-        raise ValueError(f"frame {frame} is out of range: the reconstruction has frames 0..{rec.num_frames - 1}")
+        raise ValueError(
+            f"frame {frame} is out of range: the reconstruction has frames 0..{rec.num_frames - 1}"
+        )
 
 
 def point_mask(
@@ -105,6 +107,8 @@ def select_points(rec: Reconstruction, options: ExportOptions, keep: np.ndarray 
     if len(points) == 0:
         logger.warning(
             "no point passes the filters (confidence percentile %.1f%s); lower --conf-threshold or turn off "
-            "masks", options.conf_threshold, f", frame {options.frame}" if options.frame is not None else ""
+            "masks",
+            options.conf_threshold,
+            f", frame {options.frame}" if options.frame is not None else "",
         )
     return points

@@ -18,7 +18,7 @@ import numpy as np
 
 from vggtkit.pipeline.reconstruction import Reconstruction
 
-__all__ = ["SkySegmenter", "onnx_sky_segmenter", "sky_keep_masks"]
+__all__ = ["SkySegmenter", "check_sky_model", "onnx_sky_segmenter", "sky_keep_masks"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +31,11 @@ _SKY_LEVEL = 32  # on the 0..255 normalised output: >= this is sky (the official
 _DEFAULT_SIZE = 320
 
 
-def onnx_sky_segmenter(model_path: str | os.PathLike[str]) -> SkySegmenter:
-    """Load a sky-segmentation ONNX model with onnxruntime (CPU) and return a :data:`SkySegmenter`.
+def check_sky_model(model_path: str | os.PathLike[str]) -> Path:
+    """Check, without loading it, that a sky model can be used: the file exists and onnxruntime is installed.
 
     Raises:
-        ValueError: if onnxruntime is not installed, the file is missing, or it is not a readable ONNX model.
+        ValueError: naming the missing piece and how to get it.
     """
     path = Path(model_path).expanduser()
     if not path.is_file():
@@ -44,12 +44,24 @@ def onnx_sky_segmenter(model_path: str | os.PathLike[str]) -> SkySegmenter:
             "uses skyseg.onnx from the Hugging Face repo JianyuanWang/skyseg)"
         )
     try:
-        import onnxruntime
+        import onnxruntime  # noqa: F401
     except ImportError as exc:
         raise ValueError(
             "sky masking needs onnxruntime, which is not installed: pip install 'vggtkit[sky]' "
             "(or pip install onnxruntime)"
         ) from exc
+    return path
+
+
+def onnx_sky_segmenter(model_path: str | os.PathLike[str]) -> SkySegmenter:
+    """Load a sky-segmentation ONNX model with onnxruntime (CPU) and return a :data:`SkySegmenter`.
+
+    Raises:
+        ValueError: if onnxruntime is not installed, the file is missing, or it is not a readable ONNX model.
+    """
+    path = check_sky_model(model_path)
+    import onnxruntime
+
     try:
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for invalid files

@@ -151,8 +151,13 @@ def build_tracks(
         rgb_all.append(colors[i, v[keep], u[keep]])
         n_points += int(keep.sum())
     if n_points == 0:
-        return Tracks(np.zeros((0, 3)), np.zeros((0, 3), np.uint8), np.zeros(0, np.int64), np.zeros(0, np.int64),
-                      np.zeros((0, 2)))
+        return Tracks(
+            np.zeros((0, 3)),
+            np.zeros((0, 3), np.uint8),
+            np.zeros(0, np.int64),
+            np.zeros(0, np.int64),
+            np.zeros((0, 2)),
+        )
     tracks = Tracks(
         xyz=np.concatenate(xyz_all),
         rgb=np.concatenate(rgb_all).astype(np.uint8),
@@ -160,6 +165,10 @@ def build_tracks(
         frame=np.concatenate(frame_all).astype(np.int64),
         uv=np.concatenate(uv_all),
     )
-    logger.info("tracks: %d points, %d observations (mean length %.2f)", len(tracks), len(tracks.point),
-                len(tracks.point) / max(len(tracks), 1))
+    logger.info(
+        "tracks: %d points, %d observations (mean length %.2f)",
+        len(tracks),
+        len(tracks.point),
+        len(tracks.point) / max(len(tracks), 1),
+    )
     return tracks

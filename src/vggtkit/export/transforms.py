@@ -15,7 +15,7 @@ import numpy as np
 
 from vggtkit.export._images import write_images
 from vggtkit.export._json import write_json
-from vggtkit.export.options import ExportOptions, ExportResult
+from vggtkit.export.options import DEFAULT_OPTIONS, ExportOptions, ExportResult
 from vggtkit.export.ply import export_ply
 from vggtkit.pipeline.reconstruction import Reconstruction
 
@@ -28,7 +28,7 @@ PLY_NAME = "points.ply"
 def export_transforms_json(
     rec: Reconstruction,
     path: str | os.PathLike[str],
-    options: ExportOptions = ExportOptions(),  # noqa: B008
+    options: ExportOptions = DEFAULT_OPTIONS,
     keep: np.ndarray | None = None,
     write_ply: bool = True,
 ) -> ExportResult:

@@ -56,8 +56,8 @@ def _open(path: Path):
     if not cap.isOpened():
         cap.release()
         raise ValueError(
-            f"cannot open '{path}' as a video (unsupported codec or not a video); "
-            "convert it to mp4 (H.264 or mp4v), or extract frames as images"
+            f"no decodable frame in '{path}': OpenCV cannot open it as a video (empty, corrupt, or an unsupported "
+            "codec); re-encode it (e.g. `ffmpeg -i IN -c:v libx264 OUT.mp4`) or extract the frames as images"
         )
     return cap
 
@@ -156,6 +156,12 @@ def sample_video_frames(
     if max_frames is not None and len(frames) > max_frames:
         logger.info("%s: keeping %d of %d sampled frames (max_frames)", path.name, max_frames, len(frames))
         frames = _even_subset(frames, max_frames)
-    logger.info("%s: %d frames sampled at %g fps (video: %.3g fps, %d frames)", path.name, len(frames), fps,
-                video_fps, index)
+    logger.info(
+        "%s: %d frames sampled at %g fps (video: %.3g fps, %d frames)",
+        path.name,
+        len(frames),
+        fps,
+        video_fps,
+        index,
+    )
     return frames

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import Tensor, nn
 
@@ -61,3 +63,51 @@ class RotaryPositionEmbedding2D(nn.Module):
         rows = self._rotate_1d(rows, cos_table[pos[..., 0]][:, None], sin_table[pos[..., 0]][:, None])
         cols = self._rotate_1d(cols, cos_table[pos[..., 1]][:, None], sin_table[pos[..., 1]][:, None])
         return torch.cat([rows, cols], dim=-1)
+
+
+class RopeTables(NamedTuple):
+    """Precomputed rotation of a token sequence for the fast path (see :func:`rope_tables`).
+
+    cos, sin_signed: (N, 1, D) broadcast over (..., N, heads, D); ``perm`` (D,) gathers each channel's partner.
+    """
+
+    cos: Tensor
+    sin_signed: Tensor
+    perm: Tensor
+
+    def repeat(self, times: int) -> RopeTables:
+        """Tables of a sequence made of ``times`` copies of this one (global attention over frames)."""
+        return RopeTables(self.cos.repeat(times, 1, 1), self.sin_signed.repeat(times, 1, 1), self.perm)
+
+    def slice(self, start: int, stop: int) -> RopeTables:
+        return RopeTables(self.cos[start:stop], self.sin_signed[start:stop], self.perm)
+
+
+def rope_tables(rope: RotaryPositionEmbedding2D, pos: Tensor, head_dim: int, dtype: torch.dtype) -> RopeTables:
+    """Gather the rotation of every token once, for all heads and blocks.
+
+    Same numbers as :meth:`RotaryPositionEmbedding2D.forward` in float32 (the tables are always computed in
+    float32 and then cast, which is more accurate than the reference in reduced precision).
+
+    Args:
+        pos: (N, 2) integer (row, col) positions of one sequence.
+        head_dim: channels per head D (a multiple of 4).
+    """
+    dim = head_dim // 2
+    cos_table, sin_table = rope._tables(dim, int(pos.max()) + 1, pos.device, torch.float32)
+    half = dim // 2
+    sign = torch.ones(dim, device=pos.device)
+    sign[:half] = -1  # rotate-half: channel i < half pairs with -x[i + half]
+    cos = torch.cat([cos_table[pos[:, 0]], cos_table[pos[:, 1]]], dim=-1)
+    sin = torch.cat([sin_table[pos[:, 0]] * sign, sin_table[pos[:, 1]] * sign], dim=-1)
+    one_axis = torch.cat([torch.arange(half, dim), torch.arange(0, half)])
+    perm = torch.cat([one_axis, one_axis + dim]).to(pos.device)
+    return RopeTables(cos[:, None].to(dtype), sin[:, None].to(dtype), perm)
+
+
+def apply_rope_(x: Tensor, tables: RopeTables) -> Tensor:
+    """Rotate x (..., N, heads, D) in place with precomputed tables; returns x."""
+    rotated = x.index_select(-1, tables.perm)
+    x.mul_(tables.cos)
+    x.add_(rotated.mul_(tables.sin_signed))
+    return x

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from vggtkit.config import VGGTConfig
 from vggtkit.layers import Block, RotaryPositionEmbedding2D, patch_positions
+from vggtkit.layers.fast_block import block_forward_, prepare_block
+from vggtkit.layers.rope import rope_tables
 from vggtkit.models.dinov2 import ConvPatchEmbed, DinoVisionTransformer
+
+if TYPE_CHECKING:
+    from vggtkit.inference import ExecutionPlan
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -76,11 +83,14 @@ class Aggregator(nn.Module):
             return torch.utils.checkpoint.checkpoint(block, tokens, pos, use_reentrant=False)
         return block(tokens, pos=pos)
 
-    def forward(self, images: Tensor, keep_layers: Iterable[int] | None = None) -> tuple[list[Tensor | None], int]:
+    def forward(
+        self, images: Tensor, keep_layers: Iterable[int] | None = None, tick: Callable[[], None] | None = None
+    ) -> tuple[list[Tensor | None], int]:
         """Args:
             images: (B, S, 3, H, W) in [0, 1], H and W multiples of the patch size.
             keep_layers: output indices to keep; None keeps all ``depth`` outputs. Dropped outputs are None, so
                 only the layers the heads read stay in memory.
+            tick: called after the patch embedder and after each block (progress, benchmarks).
 
         Returns:
             (outputs, patch_start_idx): ``depth`` entries of (B, S, P, 2C) or None.
@@ -88,7 +98,9 @@ class Aggregator(nn.Module):
         c = self.config
         B, S, _, H, W = images.shape
         keep = set(range(c.depth)) if keep_layers is None else {i % c.depth for i in keep_layers}
+        tick = tick or (lambda: None)
         patch_tokens = self.embed_patches(images)
+        tick()
         special = [_first_frame_then_rest(self.camera_token, B, S), _first_frame_then_rest(self.register_token, B, S)]
         tokens = torch.cat([*special, patch_tokens], dim=1)  # (B*S, P, C)
         P, C = tokens.shape[1:]
@@ -106,11 +118,104 @@ class Aggregator(nn.Module):
                         tokens = tokens.reshape(B * S, P, C)
                         tokens = self._run_block(self.frame_blocks[idx], tokens, frame_pos)
                         frame_out.append(tokens.reshape(B, S, P, C))
+                        tick()
                     else:
                         tokens = tokens.reshape(B, S * P, C)
                         tokens = self._run_block(self.global_blocks[idx], tokens, global_pos)
                         global_out.append(tokens.reshape(B, S, P, C))
+                        tick()
             for j in range(c.aa_block_size):
                 idx = step * c.aa_block_size + j
                 outputs.append(torch.cat([frame_out[j], global_out[j]], dim=-1) if idx in keep else None)
         return outputs, self.patch_start_idx
+
+    # ------------------------------------------------------------------ fast inference path
+    def _embed_patches_fast(self, frames: Tensor, plan: ExecutionPlan, pos_embed: Tensor | None) -> Tensor:
+        """frames: (N, 3, H, W) in [0, 1] -> float32 patch tokens (N, H/p * W/p, C), as :meth:`embed_patches`."""
+        mean = torch.tensor(IMAGENET_MEAN, device=frames.device, dtype=frames.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=frames.device, dtype=frames.dtype).view(1, 3, 1, 1)
+        frames = (frames - mean) / std
+        if isinstance(self.patch_embed, DinoVisionTransformer):
+            return self.patch_embed.forward_fast(frames, plan.dtype, plan.token_chunk, pos_embed)
+        proj = self.patch_embed.proj
+        weight, bias = proj.weight.to(plan.dtype), None if proj.bias is None else proj.bias.to(plan.dtype)
+        out = F.conv2d(frames.to(plan.dtype), weight, bias, stride=proj.stride)
+        return out.flatten(2).transpose(1, 2).float()
+
+    def forward_fast(
+        self,
+        images: Tensor,
+        keep_layers: Iterable[int],
+        plan: ExecutionPlan,
+        tick: Callable[[], None] | None = None,
+    ) -> tuple[list[Tensor | None], int]:
+        """Inference-only equivalent of :meth:`forward` (see :mod:`vggtkit.inference`).
+
+        The float32 token stream (B, S, P, C) is updated in place block after block; the patch embedder and frame
+        blocks run ``plan.embed_chunk`` / ``plan.frame_chunk`` frames at a time, every block runs its attention
+        and MLP ``plan.token_chunk`` queries at a time, and only ``keep_layers`` are written out, into
+        preallocated (B, S, P, 2C) buffers of ``plan.store_dtype``.
+
+        Args:
+            images: (B, S, 3, H, W) in [0, 1].
+            keep_layers: output indices to keep (the others are None).
+            tick: called after the patch embedder and after each block.
+        """
+        c = self.config
+        B, S, _, H, W = images.shape
+        psi, C = self.patch_start_idx, c.embed_dim
+        grid_h, grid_w = H // c.patch_size, W // c.patch_size
+        P, n = psi + grid_h * grid_w, B * S
+        keep = {i % c.depth for i in keep_layers}
+        tick = tick or (lambda: None)
+
+        tokens = torch.empty(B, S, P, C, device=images.device, dtype=torch.float32)
+        tokens[:, 0, 0] = self.camera_token[0, 0, 0]
+        tokens[:, 1:, 0] = self.camera_token[0, 1, 0]
+        tokens[:, 0, 1:psi] = self.register_token[0, 0]
+        tokens[:, 1:, 1:psi] = self.register_token[0, 1]
+        flat = tokens.view(n, P, C)
+        frames = images.reshape(n, 3, H, W)
+        pos_embed = None
+        if isinstance(self.patch_embed, DinoVisionTransformer):
+            pos_embed = self.patch_embed.interpolate_pos_encoding(grid_h, grid_w, torch.float32)
+        for f0 in range(0, n, plan.embed_chunk):
+            flat[f0 : f0 + plan.embed_chunk, psi:] = self._embed_patches_fast(
+                frames[f0 : f0 + plan.embed_chunk], plan, pos_embed
+            )
+        del pos_embed
+        tick()
+
+        positions = patch_positions(1, grid_h, grid_w, psi, images.device)[0]
+        frame_rope = rope_tables(self.rope, positions, C // c.num_heads, plan.dtype)
+        global_rope = frame_rope.repeat(S) if S > 1 else frame_rope
+        outputs: list[Tensor | None] = [None] * c.depth
+
+        def store(idx: int, half: slice) -> None:
+            if idx not in keep:
+                return
+            if outputs[idx] is None:
+                outputs[idx] = torch.empty(B, S, P, 2 * C, device=images.device, dtype=plan.store_dtype)
+            outputs[idx][..., half].copy_(tokens)
+
+        for step in range(c.depth // c.aa_block_size):
+            for kind in c.aa_order:
+                for j in range(c.aa_block_size):
+                    idx = step * c.aa_block_size + j
+                    if kind == "frame":
+                        block = self.frame_blocks[idx]
+                        weights = prepare_block(block, plan.dtype)
+                        for f0 in range(0, n, plan.frame_chunk):
+                            x = flat[f0 : f0 + plan.frame_chunk]
+                            block_forward_(block, x, frame_rope, plan.token_chunk, plan.dtype, weights)
+                        store(idx, slice(0, C))
+                    else:
+                        block = self.global_blocks[idx]
+                        weights = prepare_block(block, plan.dtype)
+                        sequences = tokens.view(B, S * P, C)
+                        for b in range(B):
+                            block_forward_(block, sequences[b : b + 1], global_rope, plan.token_chunk, plan.dtype, weights)
+                        store(idx, slice(C, 2 * C))
+                    del weights
+                    tick()
+        return outputs, psi

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vggtkit.layers import Block
+from vggtkit.layers.fast_block import block_forward_
 
 
 class ConvPatchEmbed(nn.Module):
@@ -98,3 +99,37 @@ class DinoVisionTransformer(nn.Module):
             else:
                 tokens = block(tokens)
         return self.norm(tokens)[:, 1 + self.num_register_tokens :]
+
+    def forward_fast(
+        self, x: Tensor, dtype: torch.dtype, token_chunk: int, pos_embed: Tensor | None = None
+    ) -> Tensor:
+        """Inference-only equivalent of :meth:`forward` (matrix products in ``dtype``, residual stream in
+        float32, in place; see :func:`vggtkit.layers.fast_block.block_forward_`).
+
+        Args:
+            x: (N, 3, H, W) normalised images.
+            pos_embed: ``interpolate_pos_encoding(H/p, W/p, float32)``, when the caller reuses it.
+
+        Returns:
+            float32 normalised patch tokens (N, H/p * W/p, C).
+        """
+        N, _, H, W = x.shape
+        grid_h, grid_w = H // self.patch_size, W // self.patch_size
+        if pos_embed is None:
+            pos_embed = self.interpolate_pos_encoding(grid_h, grid_w, torch.float32)
+        proj = self.patch_embed.proj
+        bias = None if proj.bias is None else proj.bias.to(dtype)
+        patches = F.conv2d(x.to(dtype), proj.weight.to(dtype), bias, stride=proj.stride)
+        patches = patches.flatten(2).transpose(1, 2)  # (N, g, C)
+        R = self.num_register_tokens
+        C = patches.shape[-1]
+        tokens = torch.empty(N, 1 + R + patches.shape[1], C, device=x.device, dtype=torch.float32)
+        torch.add(patches, pos_embed[:, 1:].float(), out=tokens[:, 1 + R :])
+        del patches
+        tokens[:, 0] = self.cls_token[0, 0].float() + pos_embed[0, 0].float()
+        if self.register_tokens is not None:
+            tokens[:, 1 : 1 + R] = self.register_tokens[0]
+        for block in self.blocks:
+            block_forward_(block, tokens, None, token_chunk, dtype)
+        norm = self.norm
+        return F.layer_norm(tokens[:, 1 + R :], (C,), norm.weight.float(), norm.bias.float(), norm.eps)

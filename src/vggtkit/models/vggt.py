@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,8 +11,18 @@ import torch
 from torch import Tensor, nn
 
 from vggtkit.config import VGGTConfig
+from vggtkit.inference import (
+    InferenceOptions,
+    as_options,
+    check_device_dtype,
+    plan_inference,
+    weights_nbytes,
+)
 from vggtkit.models.aggregator import Aggregator
 from vggtkit.models.heads import CameraHead, DPTHead, TrackHead
+
+logger = logging.getLogger(__name__)
+REFERENCE_DPT_CHUNK = 8  # frames per DPT pass on the reference path, as the official code
 
 
 def _check_inputs(images: Tensor, query_points: Tensor | None, patch_size: int) -> tuple[Tensor, Tensor | None]:
@@ -109,17 +121,76 @@ class VGGT(nn.Module):
         )
 
     def forward(
-        self, images: Tensor, query_points: Tensor | None = None, return_all_layers: bool = False
+        self,
+        images: Tensor,
+        query_points: Tensor | None = None,
+        return_all_layers: bool = False,
+        *,
+        options: InferenceOptions | str | torch.dtype | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> dict[str, Any]:
         """Args:
             images: (S, 3, H, W) or (B, S, 3, H, W) RGB in [0, 1]; H, W multiples of the patch size.
             query_points: (N, 2) or (B, N, 2) pixel (x, y) in frame 0, for the track head.
             return_all_layers: also return every aggregator output as ``aggregated_tokens_list`` (debugging,
                 parity tests); by default only the layers the heads read are kept.
+            options: :class:`~vggtkit.inference.InferenceOptions` or a dtype name ('float32', 'bfloat16',
+                'float16'). None: the fast float32 path in eval mode without gradients (or, under an enabled
+                ``torch.autocast``, its dtype for the aggregator); the reference path when training or when
+                gradients are enabled, since only that path supports autograd.
+            progress: called with (done, total) steps (patch embedder, blocks, heads) on the fast path.
         """
         images, query_points = _check_inputs(images, query_points, self.config.patch_size)
-        keep = None if return_all_layers else self.config.head_layers
-        tokens, patch_start_idx = self.aggregator(images, keep_layers=keep)
+        opts = as_options(options)
+        if opts is None:
+            if self.training or torch.is_grad_enabled():
+                return self._forward_reference(images, query_points, return_all_layers, progress=progress)
+            opts = InferenceOptions()
+            if torch.is_autocast_enabled(images.device.type):
+                opts = InferenceOptions(dtype=torch.get_autocast_dtype(images.device.type))
+        if opts.reference_path:
+            return self._forward_reference(images, query_points, return_all_layers, keep_all=True, progress=progress)
+        if self.training or torch.is_grad_enabled():
+            raise ValueError(
+                "InferenceOptions select the fast inference path, which does not record gradients: call the model "
+                "in eval mode under torch.no_grad() or torch.inference_mode(), or use options=None for autograd"
+            )
+        return self._forward_fast(images, query_points, return_all_layers, opts, progress)
+
+    def _progress_counter(
+        self, with_tracks: bool, progress: Callable[[int, int], None] | None
+    ) -> Callable[[], None]:
+        """A tick() reporting (done, total) steps: patch embedder, every block, every head that runs."""
+        heads = [self.camera_head, self.depth_head, self.point_head, self.track_head if with_tracks else None]
+        total = 1 + 2 * self.config.depth + sum(h is not None for h in heads)
+        done = 0
+
+        def tick() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done, total)
+
+        return tick
+
+    def _forward_reference(
+        self,
+        images: Tensor,
+        query_points: Tensor | None,
+        return_all_layers: bool,
+        keep_all: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[str, Any]:
+        """The plain path: as the official code (all layers when ``keep_all``, heads in float32, DPT chunks of 8)."""
+        for name, param in self.named_parameters():
+            if param.dtype != torch.float32:
+                raise ValueError(
+                    f"the reference path needs float32 weights, but {name} is {param.dtype}; reload the model or "
+                    "use the fast path (options=InferenceOptions(...))"
+                )
+        keep = None if (return_all_layers or keep_all) else self.config.head_layers
+        tick = self._progress_counter(query_points is not None, progress)
+        tokens, patch_start_idx = self.aggregator(images, keep_layers=keep, tick=tick)
         predictions: dict[str, Any] = {}
         # The heads always run in float32, whatever autocast the caller set up (on any device type).
         with torch.autocast(device_type=images.device.type, enabled=False):
@@ -129,19 +200,75 @@ class VGGT(nn.Module):
                 pose_enc_list = self.camera_head(tokens32[-1])
                 predictions["pose_enc"] = pose_enc_list[-1]
                 predictions["pose_enc_list"] = pose_enc_list
+                tick()
             if self.depth_head is not None:
-                predictions["depth"], predictions["depth_conf"] = self.depth_head(tokens32, images32, patch_start_idx)
+                predictions["depth"], predictions["depth_conf"] = self.depth_head(
+                    tokens32, images32, patch_start_idx, frames_chunk_size=REFERENCE_DPT_CHUNK
+                )
+                tick()
             if self.point_head is not None:
-                pts, conf = self.point_head(tokens32, images32, patch_start_idx)
+                pts, conf = self.point_head(tokens32, images32, patch_start_idx, frames_chunk_size=REFERENCE_DPT_CHUNK)
                 predictions["world_points"], predictions["world_points_conf"] = pts, conf
+                tick()
             if self.track_head is not None and query_points is not None:
                 tracks, vis, conf = self.track_head(tokens32, images32, patch_start_idx, query_points)
                 predictions["track"], predictions["vis"], predictions["conf"] = tracks[-1], vis, conf
                 predictions["track_list"] = tracks
+                tick()
         if return_all_layers:
             predictions["aggregated_tokens_list"] = tokens
         if not self.training:
             predictions["images"] = images
+        return predictions
+
+    def _forward_fast(
+        self,
+        images: Tensor,
+        query_points: Tensor | None,
+        return_all_layers: bool,
+        opts: InferenceOptions,
+        progress: Callable[[int, int], None] | None,
+    ) -> dict[str, Any]:
+        """The fast inference path (see :mod:`vggtkit.inference`)."""
+        c = self.config
+        device = images.device
+        check_device_dtype(opts, device)
+        keep = tuple(range(c.depth)) if return_all_layers else c.head_layers
+        plan = plan_inference(c, tuple(images.shape), opts, device, weights_nbytes(self), n_keep=len(keep))
+        logger.debug("fast path plan: %s", plan)
+        tick = self._progress_counter(query_points is not None, progress)
+        with torch.autocast(device.type, enabled=False):
+            tokens, patch_start_idx = self.aggregator.forward_fast(images, keep, plan, tick)
+        predictions: dict[str, Any] = {}
+        B, S = images.shape[:2]
+        reduced = plan.heads_dtype != torch.float32
+        if self.camera_head is not None:
+            camera_tokens = tokens[-1][:, :, :1]
+            camera_tokens = camera_tokens.to(plan.heads_dtype) if reduced else camera_tokens.float()
+            with torch.autocast(device.type, dtype=plan.heads_dtype if reduced else None, enabled=reduced):
+                pose_enc_list = [p.float() for p in self.camera_head(camera_tokens)]
+            predictions["pose_enc"] = pose_enc_list[-1]
+            predictions["pose_enc_list"] = pose_enc_list
+            tick()
+        dpt_args = (tokens, tuple(images.shape), patch_start_idx, plan.head_chunk, plan.heads_dtype, plan.channels_last)
+        with torch.autocast(device.type, enabled=False):
+            if self.depth_head is not None:
+                predictions["depth"], predictions["depth_conf"] = self.depth_head.forward_fast(*dpt_args)
+                tick()
+            if self.point_head is not None:
+                predictions["world_points"], predictions["world_points_conf"] = self.point_head.forward_fast(*dpt_args)
+                tick()
+            if self.track_head is not None and query_points is not None:
+                fmaps = self.track_head.feature_extractor.forward_fast(*dpt_args)
+                tracks, vis, conf = self.track_head.tracker(query_points, fmaps, self.track_head.iters)
+                del fmaps
+                predictions["track"], predictions["vis"], predictions["conf"] = tracks[-1], vis, conf
+                predictions["track_list"] = tracks
+                tick()
+        if return_all_layers:
+            predictions["aggregated_tokens_list"] = tokens
+        del tokens
+        predictions["images"] = images
         return predictions
 
     # ------------------------------------------------------------------ checkpoints

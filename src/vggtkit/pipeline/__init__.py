@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .inputs import InputFrame, natural_key, resolve_inputs
+from .inputs import InputFrame, find_inputs, natural_key, resolve_inputs
 from .reconstruction import OFFICIAL_KEYS, Reconstruction
 from .run import DTYPES, FrameSampling, InsufficientMemoryError, reconstruct, resolve_device
 
@@ -13,6 +13,7 @@ __all__ = [
     "InputFrame",
     "InsufficientMemoryError",
     "Reconstruction",
+    "find_inputs",
     "natural_key",
     "reconstruct",
     "resolve_device",

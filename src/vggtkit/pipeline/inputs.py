@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from vggtkit.io.images import load_rgb_image
 from vggtkit.io.video import VIDEO_SUFFIXES, is_video_path, sample_video_frames
 
-__all__ = ["IMAGE_SUFFIXES", "InputFrame", "natural_key", "resolve_inputs"]
+__all__ = ["IMAGE_SUFFIXES", "InputFrame", "find_inputs", "natural_key", "resolve_inputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,10 +76,10 @@ def _folder_images(folder: Path) -> list[Path]:
     if (folder / "images").is_dir():  # the scene/images/ layout of COLMAP and the official demos
         return _folder_images(folder / "images")
     videos = [p.name for p in files if p.suffix.lower() in VIDEO_SUFFIXES]
-    hint = f"; it holds video(s) {', '.join(sorted(videos)[:3])}: pass the video file instead" if videos else ""
-    raise ValueError(
-        f"no image files in folder '{folder}' (looked for {', '.join(IMAGE_SUFFIXES)}){hint}"
+    hint = (
+        f"; it holds video(s) {', '.join(sorted(videos)[:3])}: pass the video file instead" if videos else ""
     )
+    raise ValueError(f"no image files in folder '{folder}' (looked for {', '.join(IMAGE_SUFFIXES)}){hint}")
 
 
 def _expand(item: InputPath) -> list[Path]:
@@ -128,27 +128,11 @@ def _even_subset(frames: list[InputFrame], count: int) -> list[InputFrame]:
     return [frames[i] for i in picks]
 
 
-def resolve_inputs(
-    inputs: InputPath | Iterable[InputPath],
-    fps: float = 1.0,
-    max_frames: int | None = None,
-    progress: Progress | None = None,
-) -> list[InputFrame]:
-    """Resolve image paths, folders, glob patterns and videos into frames in natural name order.
-
-    Args:
-        inputs: one path or several: image files, folders of images (or a folder with an ``images/``
-            subfolder), glob patterns, or video files.
-        fps: video sampling rate in frames per second of video time.
-        max_frames: keep at most this many frames in total (evenly spaced; videos are thinned first).
-        progress: ``progress("decode video", done, total)`` while videos are decoded.
-
-    Returns:
-        The frames, ordered: inputs sorted by natural order of their paths, video frames in time order.
+def find_inputs(inputs: InputPath | Iterable[InputPath]) -> list[Path]:
+    """Expand paths, folders and glob patterns into image and video files in natural order, without reading them.
 
     Raises:
-        ValueError: when nothing is found, a path does not exist, a file is neither image nor video, or a
-            video has no decodable frame.
+        ValueError: when nothing is found, a path does not exist, or a file is neither image nor video.
     """
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     if not items:
@@ -161,7 +145,32 @@ def resolve_inputs(
     paths = sorted(dict.fromkeys(paths), key=lambda p: natural_key(str(p)))
     if not paths:
         raise ValueError(f"no image or video found in {', '.join(map(os.fspath, items))}")
+    return paths
 
+
+def resolve_inputs(
+    inputs: InputPath | Iterable[InputPath],
+    fps: float = 1.0,
+    max_frames: int | None = None,
+    progress: Progress | None = None,
+) -> list[InputFrame]:
+    """Resolve image paths, folders, glob patterns and videos into frames in natural name order.
+
+    Args:
+        inputs: one path or several: image files, folders of images (or a folder with an ``images/``
+            subfolder), glob patterns, or video files (see :func:`find_inputs`).
+        fps: video sampling rate in frames per second of video time.
+        max_frames: keep at most this many frames in total (evenly spaced; videos are thinned first).
+        progress: ``progress("decode <video name>", done, total)`` while videos are decoded.
+
+    Returns:
+        The frames, ordered: inputs sorted by natural order of their paths, video frames in time order.
+
+    Raises:
+        ValueError: when nothing is found, a path does not exist, a file is neither image nor video, or a
+            video has no decodable frame.
+    """
+    paths = find_inputs(inputs)
     frames: list[InputFrame] = []
     image_paths = [p for p in paths if not is_video_path(p)]
     image_names = dict(zip(image_paths, _unique_names(image_paths), strict=True))

@@ -114,8 +114,9 @@ class Reconstruction:
                 got = None if value is None else tuple(value.shape)
                 raise ValueError(f"Reconstruction.{name} must have shape {shape}, got {got}")
         if len(self.names) != s or len(self.image_paths) != s:
-            raise ValueError(f"names and image_paths must have {s} entries, got {len(self.names)}, "
-                             f"{len(self.image_paths)}")
+            raise ValueError(
+                f"names and image_paths must have {s} entries, got {len(self.names)}, {len(self.image_paths)}"
+            )
         if len(set(self.names)) != s:
             raise ValueError("Reconstruction.names must be unique")
         if not 0 <= self.reference_index < s:
@@ -171,8 +172,9 @@ class Reconstruction:
             return self.world_points_from_depth, self.depth_conf
         if branch == "pointmap":
             if self.world_points is None or self.world_points_conf is None:
-                raise ValueError("this reconstruction has no point map (the model has no point head); "
-                                 "use the depth branch")
+                raise ValueError(
+                    "this reconstruction has no point map (the model has no point head); use the depth branch"
+                )
             return self.world_points, self.world_points_conf
         raise ValueError(f"branch must be 'depth' or 'pointmap', got {branch!r}")
 
@@ -297,7 +299,9 @@ class Reconstruction:
             original_hw = np.tile(np.array([h, w], np.int64), (s, 1))
             original_from_model = np.broadcast_to(np.eye(3), (s, 3, 3)).copy()
             intrinsic_original = intrinsic.copy()
-        names = [str(n) for n in data["names"]] if "names" in data else [f"frame_{i:06d}.png" for i in range(s)]
+        names = (
+            [str(n) for n in data["names"]] if "names" in data else [f"frame_{i:06d}.png" for i in range(s)]
+        )
         paths = [str(p) for p in data["image_paths"]] if "image_paths" in data else [""] * s
         info = {k: data[k].tolist() for k in ("reference_index", "mode") if k in data}
         logger.debug("loaded %s (%d frames %dx%d) %s", path, s, h, w, json.dumps(info))

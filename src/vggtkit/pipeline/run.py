@@ -19,7 +19,7 @@ import torch
 
 from vggtkit.geometry import pose_encoding_to_extri_intri, unproject_depth_map_to_point_map
 from vggtkit.io.images import PATCH_SIZE, PreprocessMode, pad_offsets, preprocess_image, preprocess_layout
-from vggtkit.pipeline.inputs import InputFrame, InputPath, resolve_inputs
+from vggtkit.pipeline.inputs import InputFrame, InputPath, find_inputs, resolve_inputs
 from vggtkit.pipeline.reconstruction import Reconstruction
 from vggtkit.weights import DEFAULT_CHECKPOINT
 
@@ -28,7 +28,11 @@ __all__ = ["DTYPES", "FrameSampling", "InsufficientMemoryError", "Progress", "re
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
 
 
 class InsufficientMemoryError(ValueError):
@@ -52,6 +56,9 @@ class FrameSampling:
             raise ValueError(f"fps must be > 0, got {self.fps}")
         if self.max_frames is not None and self.max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
+
+
+_ALL_FRAMES = FrameSampling()
 
 
 @dataclass
@@ -139,7 +146,9 @@ def _prepare_frames(
         logger.warning(
             "images have different shapes after preprocessing %s; padding all with white to %dx%d "
             "(padding is excluded from exports; --mode pad gives every image the same square)",
-            shapes, out_w, out_h,
+            shapes,
+            out_w,
+            out_h,
         )
     batch = np.empty((len(arrays), 3, out_h, out_w), dtype=np.float32)
     maps = np.empty((len(arrays), 3, 3))
@@ -160,8 +169,9 @@ def _prepare_frames(
     )
 
 
-def _prepare_tensor(images: torch.Tensor | np.ndarray, mode: PreprocessMode, resolution: int,
-                    progress: Progress | None) -> _Prepared:
+def _prepare_tensor(
+    images: torch.Tensor | np.ndarray, mode: PreprocessMode, resolution: int, progress: Progress | None
+) -> _Prepared:
     """A (S, 3, H, W) or (3, H, W) array in [0, 1]: used as is when H and W are multiples of 14 (its size is
     then the original size), otherwise each frame goes through the image preprocessing."""
     tensor = torch.as_tensor(images)
@@ -203,11 +213,15 @@ def _load_model(model: Any, device: torch.device) -> torch.nn.Module:
     if isinstance(model, torch.nn.Module):
         raise ValueError(f"model must be a vggtkit.VGGT or a checkpoint source, got {type(model).__name__}")
     if not isinstance(model, (str, Path)):
-        raise ValueError(f"model must be a vggtkit.VGGT or a checkpoint source (path or hub id), got {model!r}")
+        raise ValueError(
+            f"model must be a vggtkit.VGGT or a checkpoint source (path or hub id), got {model!r}"
+        )
     return VGGT.from_pretrained(model, map_location=device)
 
 
-def _run_model(model: torch.nn.Module, images: torch.Tensor, device: torch.device, dtype: torch.dtype) -> dict:
+def _run_model(
+    model: torch.nn.Module, images: torch.Tensor, device: torch.device, dtype: torch.dtype
+) -> dict:
     """One forward pass: images (S, 3, H, W) in [0, 1] -> the model's prediction dict (batch of 1).
 
     The only place the model is called; float32 runs as is, bfloat16 / float16 under ``torch.autocast``
@@ -233,10 +247,8 @@ def _oom_message(num_frames: int, hw: tuple[int, int], device: torch.device, dty
     if dtype == torch.float32:
         tips.append("--dtype bfloat16")
     tips.append("a smaller resolution (--resolution 392 or 280)")
-    return (
-        f"out of {'GPU' if device.type == 'cuda' else 'memory'} memory running {num_frames} frames at "
-        f"{hw[1]}x{hw[0]} on {device}; try " + ", ".join(tips)
-    ).replace("memory memory", "memory")
+    what = "GPU memory" if device.type == "cuda" else "memory"
+    return f"out of {what} running {num_frames} frames at {hw[1]}x{hw[0]} on {device}; try " + ", ".join(tips)
 
 
 # ----------------------------------------------------------------------------------------------- main entry
@@ -249,7 +261,7 @@ def reconstruct(
     mode: PreprocessMode = "crop",
     resolution: int = 518,
     reference: int = 0,
-    sampling: FrameSampling = FrameSampling(),  # noqa: B008 (frozen, immutable default)
+    sampling: FrameSampling = _ALL_FRAMES,
     progress: Progress | None = None,
 ) -> Reconstruction:
     """Reconstruct a scene: cameras, depth and points for every frame.
@@ -280,20 +292,34 @@ def reconstruct(
     t0 = time.perf_counter()
     if mode not in ("crop", "pad"):
         raise ValueError(f"mode must be 'crop' or 'pad', got {mode!r}")
-    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < PATCH_SIZE \
-            or resolution % PATCH_SIZE:
-        raise ValueError(f"resolution must be a positive multiple of {PATCH_SIZE} (e.g. 518), got {resolution!r}")
+    if (
+        isinstance(resolution, bool)
+        or not isinstance(resolution, int)
+        or resolution < PATCH_SIZE
+        or resolution % PATCH_SIZE
+    ):
+        raise ValueError(
+            f"resolution must be a positive multiple of {PATCH_SIZE} (e.g. 518), got {resolution!r}"
+        )
     torch_device = resolve_device(device)
     torch_dtype = _resolve_dtype(dtype)
+    is_tensor = isinstance(inputs, (torch.Tensor, np.ndarray))
+    paths = None if is_tensor else find_inputs(inputs)  # cheap: typos in paths are reported first
+    if isinstance(model, (str, Path)):
+        from vggtkit.weights import resolve_checkpoint
 
-    if isinstance(inputs, (torch.Tensor, np.ndarray)):
+        resolve_checkpoint(model)  # fail fast (missing / not cached) before decoding images and videos
+
+    if is_tensor:
         prepared = _prepare_tensor(inputs, mode, resolution, progress)
     else:
-        frames = resolve_inputs(inputs, fps=sampling.fps, max_frames=sampling.max_frames, progress=progress)
+        frames = resolve_inputs(paths, fps=sampling.fps, max_frames=sampling.max_frames, progress=progress)
         prepared = _prepare_frames(frames, mode, resolution, progress)
     num_frames = prepared.images.shape[0]
     if not 0 <= reference < num_frames:
-        raise ValueError(f"reference frame {reference} is out of range: {num_frames} frame(s), indices 0..{num_frames - 1}")
+        raise ValueError(
+            f"reference frame {reference} is out of range: {num_frames} frame(s), indices 0..{num_frames - 1}"
+        )
     timings["load_images"] = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -304,7 +330,9 @@ def reconstruct(
     if not (cfg.enable_camera and cfg.enable_depth):
         raise ValueError("the model has no camera or no depth head; reconstruction needs both")
     if cfg.patch_size != PATCH_SIZE:
-        raise ValueError(f"the model's patch size is {cfg.patch_size}; the image preprocessing uses {PATCH_SIZE}")
+        raise ValueError(
+            f"the model's patch size is {cfg.patch_size}; the image preprocessing uses {PATCH_SIZE}"
+        )
     if progress is not None:
         progress("load model", 1, 1)
     timings["load_model"] = time.perf_counter() - t1
@@ -355,11 +383,17 @@ def _repair_focals(intrinsic: np.ndarray, names: Sequence[str], hw: tuple[int, i
             K[0, 0] = K[1, 1] = (max(hw) / 2) / np.tan(np.radians(30.0))
         logger.warning(
             "frame %s: the camera head predicted a degenerate field of view (fx=%.4g, fy=%.4g); using f=%.4g "
-            "(untrained weights?)", names[i], fx, fy, K[0, 0],
+            "(untrained weights?)",
+            names[i],
+            fx,
+            fy,
+            K[0, 0],
         )
 
 
-def _postprocess(out: dict, inverse: np.ndarray, prepared: _Prepared, reference: int, mode: str) -> Reconstruction:
+def _postprocess(
+    out: dict, inverse: np.ndarray, prepared: _Prepared, reference: int, mode: str
+) -> Reconstruction:
     h, w = prepared.images.shape[-2:]
     pose_enc = _numpy(out["pose_enc"], inverse)
     extrinsic, intrinsic = pose_encoding_to_extri_intri(torch.from_numpy(pose_enc).double(), (h, w))

@@ -241,6 +241,7 @@ def train(config: TrainConfig, source: SceneSource | None = None) -> TrainResult
     """
     start_time = time.perf_counter()
     run = config.run
+    threads = torch.get_num_threads()
     if run.num_threads:
         torch.set_num_threads(run.num_threads)
     device = _default_device(run.device)
@@ -250,6 +251,7 @@ def train(config: TrainConfig, source: SceneSource | None = None) -> TrainResult
         return _train(config, source, device, info, start_time)
     finally:
         cleanup(info)
+        torch.set_num_threads(threads)
 
 
 def _train(
@@ -396,4 +398,4 @@ def _train(
 
 
 def _fmt(losses: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items())
+    return ", ".join(f"{k}={float(v.detach() if isinstance(v, Tensor) else v):.4g}" for k, v in losses.items())

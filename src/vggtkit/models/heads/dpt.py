@@ -23,15 +23,21 @@ def interpolate_bilinear(x: Tensor, size: tuple[int, int]) -> Tensor:
     return torch.cat([F.interpolate(c, size=size, mode="bilinear", align_corners=True) for c in chunks], dim=0)
 
 
-def uv_grid(width: int, height: int, aspect_ratio: float, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """Pixel-centre samples of [-span_x, span_x] x [-span_y, span_y] with span = (ar, 1) / sqrt(ar^2 + 1).
-
-    Returns (height, width, 2) holding (u, v).
-    """
+def uv_axes(
+    width: int, height: int, aspect_ratio: float, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """Pixel-centre samples u (width,) of [-span_x, span_x] and v (height,) of [-span_y, span_y], with
+    span = (ar, 1) / sqrt(ar^2 + 1)."""
     diag = (aspect_ratio**2 + 1.0) ** 0.5
     span_x, span_y = aspect_ratio / diag, 1.0 / diag
     xs = torch.linspace(-span_x * (width - 1) / width, span_x * (width - 1) / width, width, dtype=dtype, device=device)
     ys = torch.linspace(-span_y * (height - 1) / height, span_y * (height - 1) / height, height, dtype=dtype, device=device)
+    return xs, ys
+
+
+def uv_grid(width: int, height: int, aspect_ratio: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The grid of :func:`uv_axes`: (height, width, 2) holding (u, v)."""
+    xs, ys = uv_axes(width, height, aspect_ratio, dtype, device)
     uu, vv = torch.meshgrid(xs, ys, indexing="xy")
     return torch.stack([uu, vv], dim=-1)
 
@@ -49,6 +55,21 @@ def uv_position_embedding(height: int, width: int, channels: int, aspect_ratio: 
     grid = uv_grid(width, height, aspect_ratio, torch.float32, device).reshape(-1, 2)
     emb = torch.cat([sincos_embed_1d(grid[:, 0], channels // 2, 100), sincos_embed_1d(grid[:, 1], channels // 2, 100)], -1)
     return emb.reshape(height, width, channels).permute(2, 0, 1)
+
+
+def add_uv_position_embedding_(x: Tensor, aspect_ratio: float, ratio: float = 0.1) -> Tensor:
+    """x (N, C, h, w) += ratio * uv_position_embedding(h, w, C, aspect_ratio), in place; returns x.
+
+    The embedding is separable (the first C/2 channels depend on the column only, the rest on the row), so it is
+    computed on the two axes and broadcast: the same numbers for O(h + w) work instead of O(C h w).
+    """
+    _, C, h, w = x.shape
+    xs, ys = uv_axes(w, h, aspect_ratio, torch.float32, x.device)
+    emb_u = sincos_embed_1d(xs, C // 2, 100).to(x.dtype)  # (w, C/2)
+    emb_v = sincos_embed_1d(ys, C // 2, 100).to(x.dtype)  # (h, C/2)
+    x[:, : C // 2].add_((ratio * emb_u).t()[None, :, None, :])
+    x[:, C // 2 :].add_((ratio * emb_v).t()[None, :, :, None])
+    return x
 
 
 class ResidualConvUnit(nn.Module):
@@ -179,6 +200,87 @@ class DPTHead(nn.Module):
         if self.feature_only:
             return out
         return self.scratch.output_conv2(out)
+
+    # ------------------------------------------------------------------ fast inference path
+    def forward_frames_fast(
+        self, layers: Sequence[Tensor], image_hw: tuple[int, int], patch_start_idx: int, channels_last: bool = False
+    ) -> Tensor:
+        """Inference-only :meth:`forward_frames`: the same numbers, with the position embedding added in place
+        from its two axes, intermediates freed as soon as used, and optionally channels-last convolutions.
+
+        Args:
+            layers: 4 tokens (N, P, C_in) of N frames, one per entry of ``intermediate_layer_idx``.
+        """
+        H, W = image_hw
+        grid_h, grid_w = H // self.patch_size, W // self.patch_size
+        aspect = W / H
+        feats = []
+        for k, tokens in enumerate(layers):
+            x = self.norm(tokens[:, patch_start_idx:])  # (N, g, C_in), already channels-last in memory
+            x = x.view(x.shape[0], grid_h, grid_w, x.shape[-1]).permute(0, 3, 1, 2)
+            if not channels_last:
+                x = x.contiguous()
+            x = self.projects[k](x)
+            if self.pos_embed:
+                add_uv_position_embedding_(x, aspect)
+            feats.append(self.resize_layers[k](x))
+            del x
+        out = self._fuse(feats)
+        del feats
+        out_hw = (int(grid_h * self.patch_size / self.down_ratio), int(grid_w * self.patch_size / self.down_ratio))
+        out = interpolate_bilinear(out, out_hw)
+        if self.pos_embed:
+            add_uv_position_embedding_(out, aspect)
+        if self.feature_only:
+            return out
+        return self.scratch.output_conv2(out)
+
+    def forward_fast(
+        self,
+        aggregated_tokens_list: Sequence[Tensor | None],
+        images_shape: Sequence[int],
+        patch_start_idx: int,
+        frames_chunk_size: int,
+        dtype: torch.dtype = torch.float32,
+        channels_last: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """Inference-only :meth:`forward`, ``frames_chunk_size`` frames (over all sequences) per pass.
+
+        Args:
+            aggregated_tokens_list: aggregator outputs (B, S, P, C_in), any float dtype, at least at
+                ``intermediate_layer_idx``.
+            images_shape: (B, S, 3, H, W).
+            dtype: compute precision of the convolutions (reduced precision runs under autocast).
+
+        Returns:
+            As :meth:`forward`, always float32.
+        """
+        B, S, _, H, W = images_shape
+        layers = [aggregated_tokens_list[i].flatten(0, 1) for i in self.intermediate_layer_idx]
+        n = B * S
+        device = layers[0].device
+        values = conf = None
+        reduced = dtype != torch.float32
+        with torch.autocast(device.type, dtype=dtype if reduced else None, enabled=reduced):
+            for f0 in range(0, n, frames_chunk_size):
+                f1 = min(f0 + frames_chunk_size, n)
+                chunk = [t[f0:f1] if reduced else t[f0:f1].float() for t in layers]
+                out = self.forward_frames_fast(chunk, (H, W), patch_start_idx, channels_last)
+                del chunk
+                if self.feature_only:
+                    if values is None:
+                        values = torch.empty(n, *out.shape[1:], device=device, dtype=torch.float32)
+                    values[f0:f1] = out
+                    continue
+                vals, cf = self.activate(out.float())
+                del out
+                if values is None:
+                    values = torch.empty(n, *vals.shape[1:], device=device, dtype=torch.float32)
+                    conf = torch.empty(n, *cf.shape[1:], device=device, dtype=torch.float32)
+                values[f0:f1], conf[f0:f1] = vals, cf
+        if self.feature_only:
+            return values.unflatten(0, (B, S))
+        return values.unflatten(0, (B, S)), conf.unflatten(0, (B, S))
 
     def activate(self, out: Tensor) -> tuple[Tensor, Tensor]:
         """(..., C, H, W) pre-activation -> values (..., H, W, C-1) and confidence (..., H, W)."""

@@ -1,0 +1,110 @@
+"""Web demo latency: time from uploading N images to the first 3-D view, measured in headless chromium.
+
+Starts the demo in-process, then for each repeat opens a fresh browser session, uploads the images, clicks
+Reconstruct and waits until the 3-D viewer shows the GLB. Prints the upload, reconstruct and total times.
+
+Examples:
+    python benchmarks/demo_latency.py --checkpoint path/to/tiny_ckpt --images 3
+    python benchmarks/demo_latency.py --checkpoint facebook/VGGT-1B --device cuda --dtype bfloat16 --images 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run",
+]  # fmt: skip
+
+
+def _images(folder: Path, count: int, width: int, height: int) -> list[str]:
+    from PIL import Image
+
+    y, x = np.mgrid[0:height, 0:width] / max(width, height)
+    paths = []
+    for i in range(count):
+        rgb = np.stack([0.5 + 0.4 * np.sin(7 * x + 5 * y + 2 * c + i) for c in range(3)], axis=-1)
+        path = folder / f"frame{i}.jpg"
+        Image.fromarray((rgb * 255).astype(np.uint8)).save(path, quality=92)
+        paths.append(str(path))
+    return paths
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--checkpoint", default=None, help="model for the demo (default: the demo's default)")
+    parser.add_argument("--images", type=int, default=3, help="images per upload (default: 3)")
+    parser.add_argument("--size", default="640x480", help="image size WxH (default: 640x480)")
+    parser.add_argument("--resolution", type=int, default=518, help="model input width (default: 518)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--screenshot", default=None, help="save a screenshot of the last view here")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="vggtkit-demo-bench-"))
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    os.environ["GRADIO_TEMP_DIR"] = str(work / "gradio")
+    from playwright.sync_api import expect, sync_playwright
+
+    from vggtkit.app import build_demo, launch_demo
+
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    (work / "inputs").mkdir()
+    paths = _images(work / "inputs", args.images, width, height)
+    demo = build_demo(args.checkpoint, device=args.device, dtype=args.dtype, workdir_root=work / "app",
+                      resolution=args.resolution, examples=None)  # fmt: skip
+    url = launch_demo(demo, prevent_thread_lock=True, quiet=True)
+    rows = []
+    import re
+
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=args.chromium, headless=True, args=CHROMIUM_ARGS)
+            for k in range(args.repeats):
+                context = browser.new_context(viewport={"width": 1280, "height": 1400})
+                page = context.new_page()
+                page.goto(url)
+                page.locator("#reconstruct-btn").wait_for(state="visible", timeout=120_000)
+                log = page.locator("#log textarea")
+                t0 = time.perf_counter()
+                page.locator("#input-images input[type=file]").set_input_files(paths)
+                expect(log).to_have_value(re.compile("^Upload complete"), timeout=120_000)
+                t1 = time.perf_counter()
+                page.locator("#reconstruct-btn").click()
+                expect(log).to_have_value(re.compile("^Reconstructed"), timeout=600_000)
+                page.locator("#viewer canvas").wait_for(timeout=120_000)
+                page.locator("#viewer a[href]").first.wait_for(timeout=120_000)
+                t2 = time.perf_counter()
+                rows.append((t1 - t0, t2 - t1, t2 - t0))
+                print(
+                    f"run {k}: upload {t1 - t0:.2f} s, reconstruct + first view {t2 - t1:.2f} s, total {t2 - t0:.2f} s"
+                )
+                print("  " + log.input_value().splitlines()[0])
+                if args.screenshot and k == args.repeats - 1:
+                    time.sleep(1.0)
+                    page.screenshot(path=args.screenshot, full_page=True)
+                context.close()
+            browser.close()
+    finally:
+        demo.close()
+    totals = [r[2] for r in rows]
+    print(f"{args.images} images {args.size} at {args.resolution} px, model {demo.vggtkit.runner.source}: "
+          f"upload to first view median {statistics.median(totals):.2f} s (min {min(totals):.2f}, max "
+          f"{max(totals):.2f}) over {len(totals)} runs")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

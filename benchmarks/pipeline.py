@@ -1,0 +1,141 @@
+"""Time and peak memory of the whole pipeline: photos on disk -> reconstruct() -> exports.
+
+Each configuration runs in its own process (so the peak RSS is its own) on synthetic 640x480 JPEG photos, with
+random weights (no checkpoint is needed). Prints a Markdown table.
+
+    python benchmarks/pipeline.py                                  # tiny and full (VGGT-1B), 8 frames
+    python benchmarks/pipeline.py --configs tiny --frames 4 16 --resolution 518
+    python benchmarks/pipeline.py --configs full --dtype bfloat16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+COLUMNS = (
+    "config",
+    "frames",
+    "resolution",
+    "dtype",
+    "model init s",
+    "load images s",
+    "inference s",
+    "postprocess s",
+    "export s",
+    "total s",
+    "peak RSS GiB",
+    "points (glb / ply / colmap)",
+)
+
+
+def _photos(folder: Path, count: int) -> list[Path]:
+    """``count`` textured 640x480 JPEGs of a scene seen from slowly shifting viewpoints."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (600, 1000, 3), dtype=np.uint8)
+    base = np.asarray(Image.fromarray(base).resize((250, 150)).resize((1000, 600), Image.Resampling.BICUBIC))
+    paths = []
+    for i in range(count):
+        crop = base[40 + 3 * i : 520 + 3 * i, 60 + 20 * i : 700 + 20 * i]
+        path = folder / f"frame_{i:03d}.jpg"
+        Image.fromarray(np.ascontiguousarray(crop)).save(path, quality=92)
+        paths.append(path)
+    return paths
+
+
+def _run_one(config: str, frames: int, resolution: int, dtype: str, exports: str) -> dict:
+    import torch
+
+    from vggtkit import VGGT, VGGTConfig, reconstruct, tiny_config
+    from vggtkit.export import ExportOptions, export_all
+
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    model = VGGT(tiny_config() if config == "tiny" else VGGTConfig()).eval()
+    init = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        (tmp_path / "photos").mkdir()
+        _photos(tmp_path / "photos", frames)
+        t0 = time.perf_counter()
+        rec = reconstruct(tmp_path / "photos", model, device="cpu", dtype=dtype, resolution=resolution)
+        t1 = time.perf_counter()
+        results = export_all(rec, tmp_path / "out", exports, ExportOptions(conf_threshold=50))
+        t2 = time.perf_counter()
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+    points = " / ".join(str(results[n].points) if n in results else "-" for n in ("glb", "ply", "colmap"))
+    h, w = rec.model_hw
+    return {
+        "config": config,
+        "frames": frames,
+        "resolution": f"{w}x{h}",
+        "dtype": dtype,
+        "model init s": f"{init:.1f}",
+        "load images s": f"{rec.timings['load_images']:.2f}",
+        "inference s": f"{rec.timings['inference']:.1f}",
+        "postprocess s": f"{rec.timings['postprocess']:.2f}",
+        "export s": f"{t2 - t1:.1f}",
+        "total s": f"{t2 - t0:.1f}",
+        "peak RSS GiB": f"{rss / 2**30:.2f}",
+        "points (glb / ply / colmap)": points,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--configs", nargs="+", default=["tiny", "full"], choices=("tiny", "full"))
+    parser.add_argument("--frames", nargs="+", type=int, default=[8])
+    parser.add_argument("--resolution", type=int, default=518)
+    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    parser.add_argument("--exports", default="npz,glb,ply,colmap")
+    parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)  # child process mode
+    args = parser.parse_args()
+    if args.single:
+        print(
+            json.dumps(_run_one(args.configs[0], args.frames[0], args.resolution, args.dtype, args.exports))
+        )
+        return 0
+    rows = []
+    for config in args.configs:
+        for frames in args.frames:
+            cmd = [
+                sys.executable,
+                __file__,
+                "--single",
+                "--configs",
+                config,
+                "--frames",
+                str(frames),
+                "--resolution",
+                str(args.resolution),
+                "--dtype",
+                args.dtype,
+                "--exports",
+                args.exports,
+            ]
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                print(f"{config} x {frames} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+                return 1
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            print(f"done: {config} x {frames}", file=sys.stderr)
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|" + "---|" * len(COLUMNS))
+    for row in rows:
+        print("| " + " | ".join(str(row[c]) for c in COLUMNS) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

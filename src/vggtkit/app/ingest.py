@@ -1,0 +1,244 @@
+"""Uploads -> a folder of frames: images are checked and copied, videos are sampled into PNG frames.
+
+Every problem a user can cause (a file that is not an image, a corrupt image, a video without a decodable
+frame, too many frames, too many megabytes) raises :class:`UploadError` with one sentence naming the file and
+the fix; nothing is left behind in that case (frames are written to a temporary folder, renamed at the end).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from vggtkit.io.images import PATCH_SIZE
+from vggtkit.io.video import VIDEO_SUFFIXES, is_video_path, probe_video, sample_video_frames
+from vggtkit.pipeline.inputs import natural_key
+
+__all__ = ["UploadError", "UploadLimits", "ingest_uploads", "list_frames"]
+
+logger = logging.getLogger(__name__)
+
+# Formats browsers display (the preview gallery shows the copies); other images are converted to PNG.
+_WEB_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
+_FRAME_SUFFIXES = (*_WEB_SUFFIXES, ".tif", ".tiff", ".ppm", ".pgm", ".pnm")
+
+
+class UploadError(ValueError):
+    """An upload the demo cannot use; the message names the file and what to do."""
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """Bounds of one upload: frames in total (images plus sampled video frames) and bytes of all files."""
+
+    max_frames: int
+    max_bytes: int
+
+
+def _display_name(path: Path) -> str:
+    return path.name or str(path)
+
+
+def _check_image(path: Path) -> tuple[int, int]:
+    """Decode the whole file; return (width, height) or raise UploadError saying what is wrong."""
+    name = _display_name(path)
+    try:
+        with Image.open(path) as img:
+            fmt = img.format
+            img.load()
+            size = img.size
+    except UnidentifiedImageError:
+        raise UploadError(
+            f"'{name}' is not an image this demo can read; upload image files (PNG, JPEG, WebP, ...) or a video "
+            f"({', '.join(VIDEO_SUFFIXES[:4])}, ...)"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UploadError(
+            f"'{name}' could not be decoded ({exc}); the image is corrupt or truncated: re-export it and upload "
+            "again"
+        ) from None
+    if min(size) < PATCH_SIZE:
+        raise UploadError(
+            f"'{name}' ({fmt}, {size[0]}x{size[1]} pixels) is smaller than {PATCH_SIZE} pixels on a side; "
+            "upload larger images"
+        )
+    return size
+
+
+def _video_extent(path: Path, fps: float) -> tuple[int | None, float | None]:
+    """(frames sampling would keep, duration in seconds) from the container (None where unknown)."""
+    info = probe_video(path)
+    if info.frame_count <= 0 or info.fps <= 0:
+        return None, None
+    duration = info.frame_count / info.fps
+    return int(math.floor(duration * min(fps, info.fps) + 1e-9)) + 1, duration
+
+
+def _too_many(
+    count: int,
+    n_images: int,
+    video_frames: int,
+    fps: float,
+    limits: UploadLimits,
+    video_seconds: float | None,
+) -> UploadError:
+    detail = f"{n_images} image(s)" + (
+        f" + {video_frames} video frame(s) at {fps:g} fps" if video_frames else ""
+    )
+    tips = []
+    if video_frames and video_seconds:
+        room = limits.max_frames - n_images
+        if room >= 1:
+            tips.append(f"lower the video frame rate to {max(room - 1, 1) / video_seconds:.2g} fps or less")
+    tips.append("upload fewer images" if n_images else "upload a shorter video")
+    tips.append("or restart the demo with a larger --max-frames")
+    return UploadError(
+        f"{count} frames ({detail}) exceed this demo's limit of {limits.max_frames} frames; "
+        + ", ".join(tips)
+    )
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    stem, suffix = os.path.splitext(name)
+    candidate, k = name, 1
+    while candidate.lower() in taken:
+        candidate = f"{stem}_{k}{suffix}"
+        k += 1
+    taken.add(candidate.lower())
+    return candidate
+
+
+def _safe_name(name: str) -> str:
+    """A plain file name (no folders, no leading dots) from an uploaded file's name."""
+    base = os.path.basename(name.replace("\\", "/")).lstrip(".") or "image"
+    return "".join(ch if ch.isalnum() or ch in "-_.+" else "_" for ch in base)
+
+
+def ingest_uploads(
+    images_dir: str | os.PathLike[str],
+    image_files: Sequence[str | os.PathLike[str]] | None,
+    video_file: str | os.PathLike[str] | None,
+    fps: float,
+    limits: UploadLimits,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> list[str]:
+    """Check the uploads and write the frames into ``images_dir`` (created; must not exist yet).
+
+    Args:
+        images_dir: destination folder of the frames.
+        image_files: uploaded image files (video files among them are sampled like ``video_file``).
+        video_file: an uploaded video, sampled at ``fps`` frames per second of video time (frame 0 first).
+        fps: video sampling rate (> 0).
+        limits: most frames and bytes.
+        progress: called as ``progress(stage, done, total)`` while checking images and decoding videos.
+
+    Returns:
+        The frame file names in natural order (empty when nothing was uploaded).
+
+    Raises:
+        UploadError: naming the file and the problem: not an image, corrupt, too small, a video without a
+            decodable frame, too many frames or bytes, or a bad frame rate.
+    """
+    files = [Path(p) for p in (image_files or []) if p]
+    videos = [p for p in files if is_video_path(p)]
+    images = [p for p in files if not is_video_path(p)]
+    if video_file:
+        videos.insert(0, Path(video_file))
+    if not images and not videos:
+        return []
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise UploadError(f"the video frame rate must be a number above 0 frames per second, got {fps!r}")
+    total = sum(p.stat().st_size for p in (*images, *videos) if p.is_file())
+    if total > limits.max_bytes:
+        raise UploadError(
+            f"the upload has {total / 2**20:.1f} MB, over this demo's limit of {limits.max_bytes / 2**20:.0f} MB; "
+            "upload fewer or smaller files (or restart the demo with a larger --max-upload-mb)"
+        )
+    if len(images) > limits.max_frames:
+        raise _too_many(len(images), len(images), 0, fps, limits, None)
+    for i, path in enumerate(images):
+        _check_image(path)
+        if progress is not None:
+            progress("check images", i + 1, len(images))
+
+    expected, seconds = len(images), 0.0
+    for video in videos:
+        try:
+            estimate, duration = _video_extent(video, fps)
+        except ValueError:
+            raise UploadError(
+                f"the video '{_display_name(video)}' cannot be read (it has no frames, an unsupported codec, or is "
+                "not a video); "
+                "re-encode it as MP4 (H.264) or upload its frames as images"
+            ) from None
+        expected += estimate or 0
+        seconds += duration or 0.0
+    n_video_expected = expected - len(images)
+    if expected > limits.max_frames:
+        raise _too_many(expected, len(images), n_video_expected, fps, limits, seconds or None)
+
+    images_dir = Path(images_dir)
+    if images_dir.exists():
+        raise FileExistsError(f"{images_dir} exists already")
+    images_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".images.", suffix=".tmp", dir=images_dir.parent))
+    try:
+        taken: set[str] = set()
+        names: list[str] = []
+        for path in images:
+            name = _safe_name(path.name)
+            if Path(name).suffix.lower() not in _FRAME_SUFFIXES:
+                name = _unique(f"{Path(name).stem}.png", taken)
+                with Image.open(path) as img:
+                    img.convert("RGB").save(tmp / name, format="PNG")
+            else:
+                name = _unique(name, taken)
+                shutil.copyfile(path, tmp / name)
+            names.append(name)
+        video_count = 0
+        for video in videos:
+
+            def report(done: int, total: int, _name: str = video.name) -> None:
+                if progress is not None:
+                    progress(f"decode {_name}", done, total)
+
+            try:
+                frames = sample_video_frames(video, fps=fps, progress=report)
+            except ValueError:
+                raise UploadError(
+                    f"the video '{_display_name(video)}' has no decodable frame (empty, corrupt, or a codec this "
+                    "demo cannot read); re-encode it as MP4 (H.264) or upload its frames as images"
+                ) from None
+            video_count += len(frames)
+            if len(images) + video_count > limits.max_frames:
+                raise _too_many(
+                    len(images) + video_count, len(images), video_count, fps, limits, seconds or None
+                )
+            stem = _safe_name(Path(video.name).stem)
+            for frame in frames:
+                name = _unique(f"{stem}_{frame.index:06d}.png", taken)
+                Image.fromarray(frame.rgb).save(tmp / name, format="PNG")
+                names.append(name)
+        os.replace(tmp, images_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("ingested %d frame(s) into %s", len(names), images_dir)
+    return sorted(names, key=natural_key)
+
+
+def list_frames(images_dir: str | os.PathLike[str]) -> list[str]:
+    """Frame file names in ``images_dir`` in natural order (the order of the reconstruction)."""
+    folder = Path(images_dir)
+    if not folder.is_dir():
+        return []
+    names = [p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _FRAME_SUFFIXES]
+    return sorted(names, key=natural_key)

@@ -1,0 +1,150 @@
+"""`vggtkit reconstruct`: images, folders or a video in; predictions.npz, a GLB, a COLMAP model, ... out."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from vggtkit.cli.common import UserError, add_device_options, resolve_device
+from vggtkit.cli.export import (
+    add_export_options,
+    check_output_dir,
+    export_options_from_args,
+    peak_memory_text,
+    print_exports,
+    progress_bars,
+)
+
+DEFAULT_EXPORTS = "npz,glb,colmap"
+EXAMPLES = """\
+examples:
+  vggtkit reconstruct photos/ -o scene                      # predictions.npz, scene.glb, sparse/0 + images/
+  vggtkit reconstruct clip.mp4 -o scene --fps 2 --max-frames 32
+  vggtkit reconstruct a.jpg b.jpg c.jpg -o scene --export all --conf-threshold 30
+  vggtkit reconstruct photos/ -o scene --checkpoint ./VGGT-1B --dtype bfloat16 --reference 3
+  vggtkit reconstruct photos/ -o scene --export colmap,transforms --camera-model SIMPLE_PINHOLE
+
+Files are sorted by natural name order (img2 before img10); the first one (or --reference N) defines the
+world frame. Re-export later without the model: vggtkit export scene/predictions.npz --export ply
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from vggtkit.weights import DEFAULT_CHECKPOINT
+
+    parser = subparsers.add_parser(
+        "reconstruct",
+        help="reconstruct cameras, depth and a 3-D scene from images or a video",
+        description="Run VGGT on images (files, folders, glob patterns) or videos and write the chosen exports "
+        "into the output folder.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="image files, folders of images, or videos"
+    )
+    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder (created)")
+    parser.add_argument(
+        "--checkpoint",
+        default=DEFAULT_CHECKPOINT,
+        metavar="SRC",
+        help=f"weights: a folder (config.json + model.safetensors), a weights file (.safetensors/.pt), or a "
+        f"Hugging Face repo id, looked up in the local cache (default: {DEFAULT_CHECKPOINT})",
+    )
+    add_device_options(parser)
+    group = parser.add_argument_group("inputs")
+    group.add_argument(
+        "--mode",
+        choices=("crop", "pad"),
+        default="crop",
+        help="crop: width to --resolution, taller images centre-cropped (default, as the official "
+        "demo); pad: the whole image, padded to a square",
+    )
+    group.add_argument(
+        "--resolution",
+        type=int,
+        default=518,
+        metavar="PX",
+        help="model input width (crop) or side (pad), a multiple of 14 (default: 518, as trained); "
+        "smaller is faster and uses less memory",
+    )
+    group.add_argument("--fps", type=float, default=1.0, help="video frames sampled per second (default: 1)")
+    group.add_argument(
+        "--max-frames",
+        type=int,
+        default=None,
+        metavar="N",
+        help="use at most N frames, evenly spaced (default: all)",
+    )
+    group.add_argument(
+        "--reference",
+        type=int,
+        default=0,
+        metavar="N",
+        help="frame (0-based, sorted order) that defines the world frame (default: 0)",
+    )
+    add_export_options(parser, default_exports=DEFAULT_EXPORTS)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vggtkit.export import export_all, parse_export_names
+    from vggtkit.pipeline import FrameSampling, reconstruct
+
+    # Check everything that needs no computation first, so mistakes surface before the slow steps.
+    names = parse_export_names(args.export)
+    options = export_options_from_args(args)
+    out_dir = check_output_dir(args.output)
+    if args.fps <= 0:
+        raise UserError(f"--fps must be > 0, got {args.fps}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError(f"--max-frames must be >= 1, got {args.max_frames}")
+    if args.reference < 0:
+        raise UserError(f"--reference must be >= 0, got {args.reference}")
+    if options.sky_model:
+        from vggtkit.export.sky import check_sky_model
+
+        check_sky_model(options.sky_model)
+    device = resolve_device(args.device)
+    start = time.perf_counter()
+    try:
+        with progress_bars() as progress:
+            rec = reconstruct(
+                args.inputs,
+                args.checkpoint,
+                device=device,
+                dtype=args.dtype,
+                mode=args.mode,
+                resolution=args.resolution,
+                reference=args.reference,
+                sampling=FrameSampling(fps=args.fps, max_frames=args.max_frames),
+                progress=progress,
+            )
+            if rec.source_frames is not None and any(
+                f is not None and not p for f, p in zip(rec.source_frames, rec.image_paths, strict=True)
+            ):
+                rec.save_source_frames(out_dir / "images")  # decoded video frames, for exports and re-exports
+            t_export = time.perf_counter()
+            results = export_all(rec, out_dir, names, options, progress=progress)
+            export_time = time.perf_counter() - t_export
+    except MemoryError as exc:
+        raise UserError(
+            "out of memory; try fewer frames (--max-frames), --dtype bfloat16 or a smaller --resolution"
+        ) from exc
+    total = time.perf_counter() - start
+    _print_summary(rec, device, results, out_dir, total, export_time)
+    return 0
+
+
+def _print_summary(rec, device, results: dict, out_dir, total: float, export_time: float) -> None:
+    h, w = rec.model_hw
+    sizes = {(int(hw[1]), int(hw[0])) for hw in rec.original_hw}
+    original = ", ".join(f"{a}x{b}" for a, b in sorted(sizes)[:3]) + (" ..." if len(sizes) > 3 else "")
+    t = rec.timings
+    print(
+        f"reconstructed {rec.num_frames} frames at {w}x{h} (original {original}) on {device} in {total:.1f} s "
+        f"(images {t.get('load_images', 0):.1f} s, model load {t.get('load_model', 0):.1f} s, "
+        f"inference {t.get('inference', 0):.1f} s, exports {export_time:.1f} s); {peak_memory_text(device)}"
+    )
+    print(f"output: {out_dir}")
+    print_exports(results, out_dir)

@@ -1,0 +1,158 @@
+"""The demo's behaviour without a browser: uploads, one model run, cached views, downloads, sessions."""
+
+from __future__ import annotations
+
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from _golden import golden_model
+from vggtkit.app.controller import NEED_RUN, PROMPT, DemoController
+from vggtkit.app.engine import ModelRunner
+from vggtkit.app.settings import DemoSettings, ViewSettings
+from vggtkit.pipeline import Reconstruction
+
+
+@pytest.fixture(scope="module")
+def controller(tmp_path_factory, media, resolution) -> DemoController:
+    root = tmp_path_factory.mktemp("demo_root")
+    settings = DemoSettings(
+        workdir_root=root, device="cpu", resolution=resolution, max_frames=6, concurrency=2
+    )
+    runner = ModelRunner(golden_model(), device="cpu", resolution=resolution)
+    return DemoController(settings, runner, [media["two"][0].parent])
+
+
+def _uploaded(controller, paths) -> dict:
+    out = controller.upload(None, None, [str(p) for p in paths], 1.0)
+    assert out.ok, out.message
+    return out.state
+
+
+def test_reconstruct_once_then_views_come_from_saved_predictions(controller, media):
+    state = _uploaded(controller, media["three"])
+    runs = controller.runner.model_runs
+    first = controller.reconstruct(state, 0, "crop", ViewSettings())
+    assert first.ok, first.message
+    assert controller.runner.model_runs == runs + 1
+    assert first.message.startswith("Reconstructed 3 frame(s) at 56x42 in ")
+    assert "peak process RSS" in first.message and "Reference frame: 0 (img0.png)" in first.message
+    assert first.frames == ["img0.png", "img1.png", "img2.png"]
+    assert first.view.glb.is_file() and first.view.ply.is_file() and not first.view.cached
+    assert Reconstruction.load_npz(first.npz).num_frames == 3
+    assert len(first.previews) == 6 and all(Path(p).is_file() for p, _ in first.previews)
+
+    mtime = first.view.glb.stat().st_mtime_ns
+    views = [
+        ViewSettings(conf_threshold=80),
+        ViewSettings(frame=1),
+        ViewSettings(branch="pointmap"),
+        ViewSettings(show_cameras=False),
+        ViewSettings(mask_black=True, mask_white=True),
+    ]
+    paths = {first.view.glb}
+    for view in views:
+        out = controller.view(state, view)
+        assert out.glb is not None, out.message
+        assert out.glb not in paths and out.glb.is_file()
+        paths.add(out.glb)
+    fewer = controller.view(state, ViewSettings(conf_threshold=80)).points
+    assert fewer < first.view.points  # a higher percentile keeps fewer points
+    again = controller.view(state, ViewSettings())
+    assert again.cached and again.glb == first.view.glb and again.glb.stat().st_mtime_ns == mtime
+    assert "from the cache" in again.message
+    assert controller.runner.model_runs == runs + 1  # no view change ran the model
+
+
+def test_downloads_hold_what_they_say(controller, media):
+    state = _uploaded(controller, media["three"])
+    assert controller.reconstruct(state, 1, "crop", ViewSettings()).ok
+    assert Reconstruction.load_npz(controller.npz(state)).reference_index == 1
+    archive = controller.colmap_zip(state, ViewSettings(conf_threshold=0))
+    with zipfile.ZipFile(archive) as zf:
+        names = set(zf.namelist())
+    assert {"sparse/0/cameras.bin", "sparse/0/images.bin", "sparse/0/points3D.bin"} <= names
+    assert {"images/img0.png", "images/img1.png", "images/img2.png"} <= names
+    assert controller.colmap_zip(state, ViewSettings(conf_threshold=0)) == archive  # cached
+
+
+def test_each_session_has_its_own_folder_and_release_removes_it(controller, media):
+    a = _uploaded(controller, media["three"])
+    b = _uploaded(controller, media["two"])
+    assert a["session"] != b["session"]
+    assert Path(a["run"]).parent == Path(a["session"])
+    controller.release(a)
+    assert not Path(a["session"]).exists() and Path(b["session"]).exists()
+    with pytest.raises(ValueError, match="is not a folder of this demo"):
+        controller.store.check("/etc")
+    assert controller.view({"session": "/etc", "run": "/etc"}, ViewSettings()).message == NEED_RUN
+
+
+def test_new_upload_replaces_the_previous_run(controller, media):
+    state = _uploaded(controller, media["three"])
+    old_run = Path(state["run"])
+    out = controller.upload(state, None, [str(p) for p in media["two"]], 1.0)
+    assert out.state["session"] == state["session"] and not old_run.exists()
+
+
+def test_messages_instead_of_errors(controller, media):
+    assert controller.reconstruct(None, 0, "crop", ViewSettings()).message.startswith(
+        "Nothing to reconstruct"
+    )
+    assert controller.view(None, ViewSettings()).message == NEED_RUN
+    bad = controller.upload(None, None, [str(media["text"])], 1.0)
+    assert not bad.ok and bad.message.startswith("Upload problem: 'notes.txt' is not an image")
+    assert bad.state["run"] is None
+    too_many = controller.upload(None, None, [str(p) for p in media["three"] + media["two"]] * 2, 1.0)
+    assert "exceed this demo's limit of 6 frames" in too_many.message
+    empty = controller.upload(None, None, [], 1.0)
+    assert empty.ok and empty.message == PROMPT
+
+
+def test_sky_filter_without_a_model_explains_itself(controller, media):
+    state = _uploaded(controller, media["two"])
+    assert controller.reconstruct(state, 0, "crop", ViewSettings()).ok
+    out = controller.view(state, ViewSettings(mask_sky=True))
+    assert out.glb is None and "--sky-model" in out.message
+
+
+def test_clear_removes_the_run(controller, media):
+    state = _uploaded(controller, media["two"])
+    run = Path(state["run"])
+    cleared = controller.clear(state)
+    assert cleared["run"] is None and not run.exists() and Path(cleared["session"]).is_dir()
+
+
+def test_example_loads_like_an_upload(controller):
+    out = controller.load_example(None, 0)
+    assert out.ok and out.frames == ["img0.png", "img1.png"]
+    assert all(Path(f).is_relative_to(controller.settings.examples_dir) for f in out.files)
+    assert not controller.load_example(None, 5).ok
+
+
+def test_two_sessions_reconstruct_at_once(controller, media):
+    states = [_uploaded(controller, media["three"]), _uploaded(controller, media["two"])]
+    results = [None, None]
+
+    def work(i: int) -> None:
+        results[i] = controller.reconstruct(states[i], 0, "crop", ViewSettings())
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.ok for r in results] == [True, True], [r.message for r in results]
+    assert [len(r.frames) for r in results] == [3, 2]
+    assert [Reconstruction.load_npz(r.npz).num_frames for r in results] == [3, 2]
+    assert results[0].view.glb.is_relative_to(states[0]["run"])
+    assert results[1].view.glb.is_relative_to(states[1]["run"])
+
+
+def test_runner_loads_a_checkpoint_folder_and_reports_bad_ones(tiny_checkpoint, tmp_path, resolution):
+    runner = ModelRunner(str(tiny_checkpoint), device="cpu", resolution=resolution)
+    assert runner.model_runs == 0 and runner.source == str(tiny_checkpoint)
+    with pytest.raises(ValueError, match="does not exist|not found|no weights"):
+        ModelRunner(str(tmp_path / "missing.safetensors"), device="cpu")

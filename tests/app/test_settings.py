@@ -1,0 +1,60 @@
+"""Demo and view settings: validation, cache keys, the frame selector's choices."""
+
+from __future__ import annotations
+
+import pytest
+
+from vggtkit.app.settings import DemoSettings, ViewSettings, frame_choices, parse_frame_choice
+
+
+def test_frame_choices_round_trip():
+    choices = frame_choices(["a.png", "b.png"])
+    assert choices == ["All", "0: a.png", "1: b.png"]
+    assert [parse_frame_choice(c) for c in choices] == [None, 0, 1]
+    assert parse_frame_choice(None) is None
+    with pytest.raises(ValueError, match="'All' or 'N: name'"):
+        parse_frame_choice("first")
+
+
+def test_every_view_setting_changes_the_glb_key():
+    base = ViewSettings()
+    variants = [
+        ViewSettings(conf_threshold=10),
+        ViewSettings(frame=1),
+        ViewSettings(branch="pointmap"),
+        ViewSettings(show_cameras=False),
+        ViewSettings(mask_sky=True),
+        ViewSettings(mask_black=True),
+        ViewSettings(mask_white=True),
+    ]
+    keys = {v.glb_key() for v in [base, *variants]}
+    assert len(keys) == len(variants) + 1
+    assert ViewSettings(conf_threshold=50.0).glb_key() == base.glb_key()
+    assert ViewSettings(show_cameras=False).ply_key() == base.ply_key()  # cameras are not in the PLY
+    assert ViewSettings(frame=1).colmap_key() == base.colmap_key()  # the COLMAP model has every frame
+
+
+def test_view_from_controls_matches_the_official_labels():
+    view = ViewSettings.from_controls(12.5, "2: c.png", "Pointmap Branch", False, False, True, False)
+    assert (view.conf_threshold, view.frame, view.branch, view.show_cameras, view.mask_black) == (
+        12.5,
+        2,
+        "pointmap",
+        False,
+        True,
+    )
+    options = view.export_options()
+    assert (options.conf_threshold, options.frame, options.branch) == (12.5, 2, "pointmap")
+    with pytest.raises(ValueError, match=r"in \[0, 100\]"):
+        ViewSettings(conf_threshold=120)
+
+
+def test_demo_settings_validate(tmp_path):
+    settings = DemoSettings(workdir_root=tmp_path)
+    assert settings.sessions_dir == tmp_path.resolve() / "sessions"
+    with pytest.raises(ValueError, match="multiple of 14"):
+        DemoSettings(workdir_root=tmp_path, resolution=500)
+    with pytest.raises(ValueError, match="max_frames must be an integer >= 1"):
+        DemoSettings(workdir_root=tmp_path, max_frames=0)
+    with pytest.raises(ValueError, match="sky model not found"):
+        DemoSettings(workdir_root=tmp_path, sky_model=tmp_path / "missing.onnx")

@@ -1,0 +1,159 @@
+"""Every user mistake ends with exit code 2 and one clear line on stderr (a traceback only with --debug)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vggtkit import VGGT, tiny_config
+from vggtkit.cli import main
+
+RES = ["--resolution", "56"]
+
+
+def _error_line(capsys, argv: list[str]) -> str:
+    """Run the CLI; check exit code 2, no traceback, and exactly one error line (the last; log lines such as
+    warnings may precede it). Returns that line."""
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2, (code, out, err)
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("vggtkit ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], err
+    assert errors[0].startswith(f"vggtkit {argv[0]}: error: ")
+    return errors[0]
+
+
+def _image(path: Path, size=(40, 30)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (100, 120, 140)).save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda p: (p / "empty").mkdir() or [str(p / "empty")], "no image files in folder"),
+        (lambda p: [str(p / "nothing_here.jpg")], "input not found"),
+        (
+            lambda p: (p / "notes.txt").write_text("hi") and [str(p / "notes.txt")],
+            "neither an image nor a video",
+        ),
+        (
+            lambda p: (
+                (p / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really") and [str(p / "broken.png")]
+            ),
+            "cannot read .*broken.png.* as an image",
+        ),
+        (
+            lambda p: (p / "empty.mp4").write_bytes(b"") or [str(p / "empty.mp4")],
+            "no decodable frame in .*empty.mp4",
+        ),
+        (lambda p: [str(_image(p / "tiny.png", (5, 5)))], "5x5 pixels, smaller than one 14x14 patch"),
+    ],
+)
+def test_input_mistakes(tmp_path: Path, checkpoint: Path, capsys, setup, message: str) -> None:
+    inputs = setup(tmp_path)
+    line = _error_line(
+        capsys, ["reconstruct", *inputs, "-o", str(tmp_path / "out"), "--checkpoint", str(checkpoint), *RES]
+    )
+    assert __import__("re").search(message, line), line
+
+
+def test_option_mistakes(tmp_path: Path, checkpoint: Path, capsys) -> None:
+    image = str(_image(tmp_path / "a.png"))
+    base = ["reconstruct", image, "--checkpoint", str(checkpoint), *RES]
+    (tmp_path / "file").write_text("")
+    assert "is a file" in _error_line(capsys, [*base, "-o", str(tmp_path / "file")])
+    line = _error_line(capsys, [*base, "-o", str(tmp_path / "o"), "--export", "glb,gltf"])
+    assert "unknown export 'gltf'" in line and "colmap" in line
+    assert "percentile" in _error_line(capsys, [*base, "-o", str(tmp_path / "o"), "--conf-threshold", "120"])
+    assert "multiple of 14" in _error_line(
+        capsys,
+        [
+            "reconstruct",
+            image,
+            "-o",
+            str(tmp_path / "o"),
+            "--checkpoint",
+            str(checkpoint),
+            "--resolution",
+            "50",
+        ],
+    )
+    assert "--fps must be > 0" in _error_line(capsys, [*base, "-o", str(tmp_path / "o"), "--fps", "0"])
+    assert "sky model not found" in _error_line(
+        capsys, [*base, "-o", str(tmp_path / "o"), "--sky-model", "x.onnx"]
+    )
+    assert "reference frame 4 is out of range" in _error_line(
+        capsys, [*base, "-o", str(tmp_path / "o"), "--reference", "4"]
+    )
+    assert "frame 2 is out of range" in _error_line(
+        capsys, [*base, "-o", str(tmp_path / "o"), "--frame", "2"]
+    )
+    assert "unknown device" in _error_line(capsys, [*base, "-o", str(tmp_path / "o"), "--device", "tpu"])
+    if not torch.cuda.is_available():
+        assert "CUDA is not available" in _error_line(
+            capsys, [*base, "-o", str(tmp_path / "o"), "--device", "cuda"]
+        )
+
+
+def test_checkpoint_mistakes(tmp_path: Path, checkpoint: Path, capsys) -> None:
+    image = str(_image(tmp_path / "a.png"))
+    base = ["reconstruct", image, "-o", str(tmp_path / "out"), *RES]
+    # Weights of another configuration beside the golden config.json: a mismatch, named.
+    other = VGGT(tiny_config(embed_dim=32, num_heads=2, patch_embed_num_heads=2)).save_pretrained(
+        tmp_path / "other"
+    )
+    (other / "config.json").write_text((checkpoint / "config.json").read_text())
+    line = _error_line(capsys, [*base, "--checkpoint", str(other)])
+    assert "does not match" in line and "mis-shaped" in line
+    assert "does not exist" in _error_line(
+        capsys, [*base, "--checkpoint", str(tmp_path / "missing.safetensors")]
+    )
+    # A hub id that is not cached, offline: an immediate message saying how to get the weights.
+    start = time.perf_counter()
+    line = _error_line(capsys, [*base, "--checkpoint", "someone/not-cached-vggt"])
+    assert time.perf_counter() - start < 10
+    assert "not in the Hugging Face cache" in line and "--checkpoint PATH" in line
+
+
+def test_out_of_memory(tmp_path: Path, checkpoint: Path, capsys, monkeypatch) -> None:
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 40.00 GiB")
+
+    monkeypatch.setattr("vggtkit.pipeline.run._run_model", oom)
+    line = _error_line(
+        capsys,
+        [
+            "reconstruct",
+            str(_image(tmp_path / "a.png")),
+            str(_image(tmp_path / "b.png")),
+            "-o",
+            str(tmp_path / "out"),
+            "--checkpoint",
+            str(checkpoint),
+            *RES,
+        ],
+    )
+    assert "out of memory" in line and "--max-frames 1" in line and "--dtype bfloat16" in line
+    assert "--resolution" in line
+
+
+def test_export_mistakes(tmp_path: Path, capsys) -> None:
+    assert "predictions file not found" in _error_line(capsys, ["export", str(tmp_path / "none.npz")])
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    assert "cannot read" in _error_line(capsys, ["export", str(tmp_path / "bad.npz")])
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    assert "not a VGGT predictions file" in _error_line(capsys, ["export", str(tmp_path / "other.npz")])
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="input not found"):
+        main(["--debug", "reconstruct", str(tmp_path / "missing.png"), "-o", str(tmp_path / "out")])

@@ -1,0 +1,250 @@
+"""`vggtkit reconstruct` / `export` / `info` end to end, each output read back by the tool it is meant for."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+import pytest
+import trimesh
+from PIL import Image
+
+from vggtkit.cli import main
+from vggtkit.pipeline import Reconstruction
+
+RES = "56"
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _expected_colmap_params(K: np.ndarray, w0: int, h0: int, batch_h: int) -> list[float]:
+    """PINHOLE params of an image preprocessed in crop mode at 56 px, derived independently of vggtkit:
+    resize to 56 x round(h0*56/w0/14)*14, crop rows to 56 (centre), pad rows to the batch height (centre)."""
+    new_h = round(h0 * 56 / w0 / 14) * 14
+    crop_top = (new_h - 56) // 2 if new_h > 56 else 0
+    pad_top = (batch_h - min(new_h, 56)) // 2
+    sx, sy = w0 / 56, h0 / new_h
+    return [K[0, 0] * sx, K[1, 1] * sy, (K[0, 2] + 0.5) * sx, (K[1, 2] + 0.5 - pad_top + crop_top) * sy]
+
+
+@pytest.fixture(scope="module")
+def scene(photos: Path, checkpoint: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("scene")
+    code = main(
+        [
+            "reconstruct",
+            str(photos),
+            "-o",
+            str(out),
+            "--checkpoint",
+            str(checkpoint),
+            "--resolution",
+            RES,
+            "--export",
+            "all",
+            "--conf-threshold",
+            "10",
+        ]
+    )
+    assert code == 0
+    return out
+
+
+def test_reconstruct_writes_every_export(scene: Path) -> None:
+    for name in (
+        "predictions.npz",
+        "scene.glb",
+        "points.ply",
+        "cameras.json",
+        "transforms.json",
+        "depth/depth.json",
+        "sparse/0/cameras.bin",
+        "sparse/0/points3D.txt",
+        "images/img2.jpg",
+    ):
+        assert (scene / name).is_file(), name
+    assert not list(scene.rglob(".*tmp*")), "temporary files left behind"
+    rec = Reconstruction.load_npz(scene / "predictions.npz")
+    assert rec.names == ["img1.png", "img2.jpg", "img10.png"]  # natural order
+    np.testing.assert_array_equal(rec.original_hw, [[54, 96], [80, 60], [70, 70]])  # EXIF applied to img2
+
+    glb = trimesh.load(scene / "scene.glb", file_type="glb")
+    cloud = next(g for g in glb.geometry.values() if isinstance(g, trimesh.PointCloud))
+    assert (
+        len(cloud.vertices) > 1000 and sum(isinstance(g, trimesh.Trimesh) for g in glb.geometry.values()) == 3
+    )
+    ply = trimesh.load(scene / "points.ply")
+    assert len(ply.vertices) == len(cloud.vertices)
+    # The RGBA image's transparent corner was composited on white and is not masked by default; colours are real.
+    assert np.asarray(ply.colors)[:, :3].sum(axis=1).min() > 0
+
+    # EXIF-rotated JPEG: the copy in images/ is stored upright, so its size matches the camera's.
+    assert Image.open(scene / "images" / "img2.jpg").size == (60, 80)
+    transforms = json.loads((scene / "transforms.json").read_text())
+    assert [(f["w"], f["h"]) for f in transforms["frames"]] == [(96, 54), (60, 80), (70, 70)]
+    assert all((scene / f["file_path"]).is_file() for f in transforms["frames"])
+
+
+def _check_colmap_cameras(scene: Path) -> pycolmap.Reconstruction:
+    rec = Reconstruction.load_npz(scene / "predictions.npz")
+    model = pycolmap.Reconstruction(str(scene / "sparse" / "0"))
+    assert model.num_reg_images() == 3
+    for i, (h0, w0) in enumerate(rec.original_hw):
+        image = model.images[i + 1]
+        camera = model.cameras[image.camera_id]
+        assert image.name == rec.names[i]
+        assert (camera.width, camera.height) == (w0, h0)
+        expected = _expected_colmap_params(rec.intrinsic[i], int(w0), int(h0), rec.model_hw[0])
+        np.testing.assert_allclose(camera.params, expected, rtol=1e-6)
+        np.testing.assert_allclose(image.cam_from_world().matrix(), rec.extrinsic[i], atol=1e-6)
+    return model
+
+
+def test_colmap_cameras_at_original_size(scene: Path) -> None:
+    _check_colmap_cameras(scene)
+
+
+def test_colmap_tracks_reprojection_and_bundle_adjustment(
+    photos, checkpoint, planar_model, tmp_path, capsys
+) -> None:
+    """With geometry that agrees across views (a planar scene), the model has multi-view points whose
+    reprojections match their observations, and pycolmap's bundle adjustment accepts it."""
+    code, stdout, _ = _run(
+        capsys,
+        "reconstruct",
+        str(photos),
+        "-o",
+        str(tmp_path),
+        "--checkpoint",
+        str(checkpoint),
+        "--resolution",
+        RES,
+        "--export",
+        "npz,colmap",
+        "--conf-threshold",
+        "0",
+    )
+    assert code == 0
+    model = _check_colmap_cameras(tmp_path)
+    lengths = [point.track.length() for point in model.points3D.values()]
+    assert len(lengths) > 500 and min(lengths) >= 2 and max(lengths) == 3
+    assert f"colmap     sparse/0/, images/ ({len(lengths):,} points)" in stdout
+    # Points3D project onto their observations with the exported cameras (original pixels; one model pixel
+    # is up to 1.7 original pixels here, observations sit on model pixel centres).
+    model.update_point_3d_errors()
+    before = model.compute_mean_reprojection_error()
+    assert before < 1.0
+    for point in list(model.points3D.values())[:50]:
+        for element in point.track.elements:
+            image = model.images[element.image_id]
+            residual = image.project_point(point.xyz) - image.points2D[element.point2D_idx].xy
+            assert np.linalg.norm(residual) < 2.0
+    options = pycolmap.BundleAdjustmentOptions()
+    options.print_summary = False
+    pycolmap.bundle_adjustment(model, options)
+    model.update_point_3d_errors()
+    assert model.compute_mean_reprojection_error() <= before + 1e-9
+
+
+def test_video_then_reexport_from_npz(video: Path, checkpoint: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "clip"
+    code, stdout, _ = _run(
+        capsys,
+        "reconstruct",
+        str(video),
+        "-o",
+        str(out),
+        "--checkpoint",
+        str(checkpoint),
+        "--resolution",
+        RES,
+        "--fps",
+        "5",
+        "--max-frames",
+        "3",
+        "--export",
+        "npz,ply",
+        "--conf-threshold",
+        "10",
+    )
+    assert code == 0
+    assert "reconstructed 3 frames at 56x42 (original 64x48)" in stdout and "peak RSS" in stdout
+    # 5 fps of a 10 fps video: frames 0, 2, ..., 18; three of them evenly spaced: 0, 8, 18.
+    assert sorted(p.name for p in (out / "images").iterdir()) == [
+        "clip_000000.png",
+        "clip_000008.png",
+        "clip_000018.png",
+    ]
+    points_10 = len(trimesh.load(out / "points.ply").vertices)
+    code, stdout, _ = _run(
+        capsys,
+        "export",
+        str(out / "predictions.npz"),
+        "-o",
+        str(tmp_path / "again"),
+        "--export",
+        "ply,colmap,cameras",
+        "--conf-threshold",
+        "80",
+    )
+    assert code == 0 and "exported 3 frames" in stdout
+    points_80 = len(trimesh.load(tmp_path / "again" / "points.ply").vertices)
+    assert 0 < points_80 < points_10
+    assert abs(points_80 - 0.2 / 0.9 * points_10) < 0.05 * points_10
+    model = pycolmap.Reconstruction(str(tmp_path / "again" / "sparse" / "0"))
+    assert {(c.width, c.height) for c in model.cameras.values()} == {(64, 48)}
+    assert Image.open(tmp_path / "again" / "images" / "clip_000008.png").size == (64, 48)
+
+
+def test_help_has_examples(capsys) -> None:
+    for command in ("reconstruct", "export", "info"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([command, "--help"])
+        assert exit_info.value.code == 0
+        assert "examples:" in capsys.readouterr().out
+
+
+def test_info_console_script() -> None:
+    script = Path(sys.executable).parent / "vggtkit"
+    result = subprocess.run(
+        [str(script), "info"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "facebook/VGGT-1B" in result.stdout and "torch" in result.stdout and "cpu:" in result.stdout
+    assert "NOT cached" in result.stdout or "cached at" in result.stdout
+
+
+def test_output_into_the_input_scene_never_touches_the_photos(photos, checkpoint, tmp_path, capsys) -> None:
+    """`reconstruct scene -o scene` with photos in scene/images/ (the COLMAP layout) leaves them byte-identical."""
+    import shutil
+
+    shutil.copytree(photos, tmp_path / "images")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "images").iterdir()}
+    code, _, _ = _run(
+        capsys,
+        "reconstruct",
+        str(tmp_path),
+        "-o",
+        str(tmp_path),
+        "--checkpoint",
+        str(checkpoint),
+        "--resolution",
+        RES,
+        "--export",
+        "colmap,transforms",
+    )
+    assert code == 0
+    assert {p.name: p.read_bytes() for p in (tmp_path / "images").iterdir()} == before
+    assert pycolmap.Reconstruction(str(tmp_path / "sparse" / "0")).num_reg_images() == 3
