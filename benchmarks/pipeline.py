@@ -52,6 +52,19 @@ def _photos(folder: Path, count: int) -> list[Path]:
     return paths
 
 
+class _StageLog:
+    """Progress callback printing each stage's start on stderr (so a slow or killed run shows how far it got)."""
+
+    def __init__(self) -> None:
+        self._stage: str | None = None
+        self._start = time.perf_counter()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self._stage:
+            self._stage = stage
+            print(f"[{time.perf_counter() - self._start:7.1f} s] {stage}", file=sys.stderr, flush=True)
+
+
 def _run_one(config: str, frames: int, resolution: int, dtype: str, exports: str) -> dict:
     import torch
 
@@ -67,7 +80,9 @@ def _run_one(config: str, frames: int, resolution: int, dtype: str, exports: str
         (tmp_path / "photos").mkdir()
         _photos(tmp_path / "photos", frames)
         t0 = time.perf_counter()
-        rec = reconstruct(tmp_path / "photos", model, device="cpu", dtype=dtype, resolution=resolution)
+        rec = reconstruct(
+            tmp_path / "photos", model, device="cpu", dtype=dtype, resolution=resolution, progress=_StageLog()
+        )
         t1 = time.perf_counter()
         results = export_all(rec, tmp_path / "out", exports, ExportOptions(conf_threshold=50))
         t2 = time.perf_counter()
@@ -124,9 +139,9 @@ def main() -> int:
                 "--exports",
                 args.exports,
             ]
-            done = subprocess.run(cmd, capture_output=True, text=True)
+            done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # stderr: live stage log
             if done.returncode != 0:
-                print(f"{config} x {frames} failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+                print(f"{config} x {frames} failed (exit code {done.returncode})", file=sys.stderr)
                 return 1
             rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
             print(f"done: {config} x {frames}", file=sys.stderr)

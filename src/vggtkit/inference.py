@@ -94,6 +94,13 @@ def parse_memory(value: int | float | str) -> int:
     return int(amount)
 
 
+def format_bytes(n: float, up: bool = False) -> str:
+    """'1.23 GB' / '45.6 MB' (decimal units); ``up`` rounds up (for a minimum to ask for)."""
+    unit, scale = ("GB", 1e9) if n >= 1e9 else ("MB", 1e6)
+    value = math.ceil(n / scale * 100) / 100 if up else n / scale
+    return f"{value:.2f} {unit}"
+
+
 def _dtype_name(dtype: torch.dtype | None) -> str | None:
     return None if dtype is None else str(dtype).removeprefix("torch.")
 
@@ -283,10 +290,10 @@ def plan_inference(
         )
         if workspace <= 0 or options.max_memory < minimum:
             raise ValueError(
-                f"max_memory={options.max_memory / 1e9:.2f} GB is too small for {frames} frame(s) of {H}x{W}: "
-                f"the weights take {weights_bytes / 1e9:.2f} GB and the forward pass needs at least "
-                f"{(minimum - weights_bytes) / 1e9:.2f} GB more; raise it to {math.ceil(minimum / 1e8) / 10:.1f} GB "
-                "or more, use fewer or smaller frames, or dtype='bfloat16'"
+                f"max_memory={format_bytes(options.max_memory)} is too small for {frames} frame(s) of {H}x{W}: "
+                f"the weights take {format_bytes(weights_bytes)} and the forward pass needs at least "
+                f"{format_bytes(minimum - weights_bytes)} more; raise it to {format_bytes(minimum, up=True)} or "
+                "more, use fewer or smaller frames, or dtype='bfloat16'"
             )
     else:
         workspace = DEFAULT_WORKSPACE_BYTES

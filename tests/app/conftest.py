@@ -87,6 +87,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    return _free_port()
+
+
 @pytest.fixture(scope="session")
 def demo_server(tmp_path_factory, tiny_checkpoint, media):
     """One demo served in-process (like `vggtkit demo`): the tiny checkpoint, 2 concurrent runs, one example.

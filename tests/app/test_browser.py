@@ -40,8 +40,9 @@ TIMEOUT_MS = 60_000
 
 @pytest.fixture(scope="module")
 def browser():
-    playwright = pytest.importorskip("playwright.sync_api")
-    with playwright.sync_playwright() as p:
+    from playwright.sync_api import sync_playwright  # a dev dependency: missing it is a failure, not a skip
+
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
@@ -140,7 +141,13 @@ def test_three_images_reconstruct_explore_download_clear(page, demo_server, medi
     page.get_by_role("option", name="1: img1.png").click()
     third = _wait_new_glb(page, second)
     assert "of frame 1 (img1.png)" in _wait_log(page, r"of frame 1 \(img1\.png\)")
-    assert len({first, second, third}) == 3
+    page.locator("#prediction-mode label", has_text="Pointmap Branch").click()
+    fourth = _wait_new_glb(page, third)
+    assert "point map branch" in _wait_log(page, "point map branch")
+    page.locator("#show-cam input").uncheck()
+    fifth = _wait_new_glb(page, fourth)
+    assert "cameras)" not in _wait_log(page, r"point map branch(?!.*cameras\))")
+    assert len({first, second, third, fourth, fifth}) == 5
     assert runner.model_runs == runs + 1  # the view changes never ran the model
     page.screenshot(path=str(shots / "frame1_conf80.png"), full_page=True)
 
@@ -159,8 +166,13 @@ def test_video_upload_goes_through(page, media):
     page.locator("#input-video input[type=file]").set_input_files(str(media["video"]))
     _wait_log(page, r"^Upload complete: 3 frame\(s\)")  # 3 s of video at 1 frame per second
     expect(page.locator("#preview img")).to_have_count(3)
+    fps = page.locator("#video-fps input")
+    fps.fill("2")
+    fps.press("Enter")
+    _wait_log(page, r"^Upload complete: 6 frame\(s\)")  # the video again at 2 frames per second
+    expect(page.locator("#preview img")).to_have_count(6)
     page.locator("#reconstruct-btn").click()
-    _wait_log(page, r"^Reconstructed 3 frame\(s\)")
+    _wait_log(page, r"^Reconstructed 6 frame\(s\)")
 
 
 def test_text_file_gets_a_clear_message(page, media):
@@ -204,3 +216,25 @@ def test_example_row_loads_and_reconstructs(page):
     _wait_log(page, r"^Reconstructed 2 frame\(s\)")
     expect(page.locator("#preview img")).to_have_count(2)
     expect(page.locator("#viewer canvas")).to_have_count(1)
+
+
+def test_preloaded_example_is_reconstructed_when_the_page_opens(
+    browser, demo_server, media, tmp_path, free_port
+):
+    """What `vggtkit demo --example FOLDER` serves: the folder is loaded and reconstructed on page load."""
+    from playwright.sync_api import expect
+
+    from vggtkit.app import build_demo, launch_demo
+
+    runner = demo_server[1].vggtkit.runner
+    demo = build_demo(runner.model, device="cpu", workdir_root=tmp_path, resolution=runner.resolution,
+                      examples=None, preload=media["two"][0].parent)  # fmt: skip
+    url = launch_demo(demo, port=free_port, prevent_thread_lock=True, quiet=True)
+    try:
+        context, page = _open(browser, url)
+        _wait_log(page, r"^Reconstructed 2 frame\(s\)")
+        expect(page.locator("#preview img")).to_have_count(2)
+        expect(page.locator("#viewer canvas")).to_have_count(1)
+        context.close()
+    finally:
+        demo.close()

@@ -50,7 +50,7 @@ def test_demo_starts_with_safe_defaults_and_the_example_preloaded(
     )
     assert code == 0
     [(demo, kwargs)] = fake_launch
-    assert kwargs == {"host": "127.0.0.1", "port": None}
+    assert kwargs == {"host": "127.0.0.1", "port": None, "prevent_thread_lock": True}
     assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False"
     assert os.environ["GRADIO_TEMP_DIR"] == str((tmp_path / "work").resolve() / "gradio")
     ctl = demo.vggtkit

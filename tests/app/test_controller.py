@@ -6,10 +6,11 @@ import threading
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from _golden import golden_model
-from vggtkit.app.controller import NEED_RUN, PROMPT, DemoController
+from vggtkit.app.controller import NEED_RUN, PROMPT, DemoController, bundled_example_dirs
 from vggtkit.app.engine import ModelRunner
 from vggtkit.app.settings import DemoSettings, ViewSettings
 from vggtkit.pipeline import Reconstruction
@@ -42,7 +43,10 @@ def test_reconstruct_once_then_views_come_from_saved_predictions(controller, med
     assert first.frames == ["img0.png", "img1.png", "img2.png"]
     assert first.view.glb.is_file() and first.view.ply.is_file() and not first.view.cached
     assert Reconstruction.load_npz(first.npz).num_frames == 3
-    assert len(first.previews) == 6 and all(Path(p).is_file() for p, _ in first.previews)
+    previews = controller.previews(state)
+    assert len(previews) == 6 and all(Path(p).is_file() for p, _ in previews)
+    assert [caption for _, caption in previews[:2]] == ["depth 0: img0.png", "confidence 0: img0.png"]
+    assert controller.previews(state) == previews  # written once
 
     mtime = first.view.glb.stat().st_mtime_ns
     views = [
@@ -156,3 +160,47 @@ def test_runner_loads_a_checkpoint_folder_and_reports_bad_ones(tiny_checkpoint, 
     assert runner.model_runs == 0 and runner.source == str(tiny_checkpoint)
     with pytest.raises(ValueError, match="does not exist|not found|no weights"):
         ModelRunner(str(tmp_path / "missing.safetensors"), device="cpu")
+
+
+def test_sky_filter_with_a_model_masks_once_per_run(tmp_path, media, monkeypatch, resolution):
+    from vggtkit.export import sky
+
+    calls = []
+
+    def fake_masks(rec, model_path):  # the top half of every frame is "sky"
+        calls.append(model_path)
+        keep = np.ones((rec.num_frames, *rec.model_hw), dtype=bool)
+        keep[:, : rec.model_hw[0] // 2] = False
+        return keep
+
+    monkeypatch.setattr(sky, "sky_keep_masks", fake_masks)
+    model = tmp_path / "skyseg.onnx"
+    model.write_bytes(b"not used by the fake")
+    settings = DemoSettings(workdir_root=tmp_path / "root", resolution=resolution, sky_model=model)
+    ctl = DemoController(settings, ModelRunner(golden_model(), device="cpu", resolution=resolution))
+    state = ctl.upload(None, None, [str(p) for p in media["two"]], 1.0).state
+    plain = ctl.reconstruct(state, 0, "crop", ViewSettings(conf_threshold=0)).view
+    masked = ctl.view(state, ViewSettings(conf_threshold=0, mask_sky=True))
+    assert masked.glb != plain.glb and 0 < masked.points < plain.points
+    ctl.view(state, ViewSettings(conf_threshold=10, mask_sky=True))
+    assert calls == [model.resolve()]  # computed once, then read from sky_keep.npy
+
+
+def test_example_discovery(tmp_path):
+    from PIL import Image
+
+    scene = tmp_path / "scenes" / "b_scene"  # the scene-folder layout of vggtkit/assets/example
+    (scene / "images").mkdir(parents=True)
+    (scene / "depths").mkdir()
+    for name in ("000.png", "001.png"):
+        Image.new("RGB", (32, 32)).save(scene / "images" / name)
+        Image.new("I;16", (32, 32)).save(scene / "depths" / name)
+    flat = tmp_path / "scenes" / "a_flat"  # images directly in the folder
+    flat.mkdir()
+    Image.new("RGB", (32, 32)).save(flat / "x.jpg")
+    (tmp_path / "scenes" / "empty").mkdir()
+    assert bundled_example_dirs(scene) == [scene]  # depths/ is not a scene of its own
+    assert bundled_example_dirs(tmp_path / "scenes") == [flat, scene]
+    assert bundled_example_dirs(tmp_path / "missing") == []
+    for folder in bundled_example_dirs():  # what the package ships, if anything
+        assert len(list((folder / "images").iterdir())) >= 2

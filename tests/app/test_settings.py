@@ -58,3 +58,14 @@ def test_demo_settings_validate(tmp_path):
         DemoSettings(workdir_root=tmp_path, max_frames=0)
     with pytest.raises(ValueError, match="sky model not found"):
         DemoSettings(workdir_root=tmp_path, sky_model=tmp_path / "missing.onnx")
+
+
+def test_gradio_is_imported_only_by_the_ui_module():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, vggtkit, vggtkit.cli.demo, vggtkit.app, vggtkit.app.controller; "
+        "assert 'gradio' not in sys.modules, 'gradio imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -40,7 +40,9 @@ def test_normalisation_makes_frame0_identity_and_mean_distance_one(sample):
 
 def test_normalisation_rejects_missing_keys_and_fixes_non_finite(sample):
     with pytest.raises(ValueError, match="point_masks"):
-        normalize_batch({"extrinsics": sample["extrinsics"][None], "world_points": sample["world_points"][None]})
+        normalize_batch(
+            {"extrinsics": sample["extrinsics"][None], "world_points": sample["world_points"][None]}
+        )
     batch = _batched(sample)
     batch["world_points"] = batch["world_points"].clone()
     batch["world_points"][0, 1, 0, 0] = float("nan")
@@ -75,7 +77,7 @@ def test_zoom_and_jitter_are_deterministic_and_valid(sample):
     assert a[0].shape == sample["images"].shape
     jitter = ColorJitter(p=1.0, grayscale_p=0.0)
     out = jitter(sample["images"], torch.Generator().manual_seed(1))
-    assert out.shape == sample["images"].shape and 0 <= out.min() and out.max() <= 1
+    assert out.shape == sample["images"].shape and out.min() >= 0 and out.max() <= 1
     assert not torch.equal(out, sample["images"])
     grey = ColorJitter(p=0.0, grayscale_p=1.0)(sample["images"], torch.Generator().manual_seed(1))
     torch.testing.assert_close(grey[:, 0], grey[:, 1])
@@ -100,3 +102,30 @@ def test_batch_stream_depends_only_on_seed_step_and_rank(sample):
     # point maps agree with the augmented depth and cameras
     again = add_point_maps({k: a[k][0] for k in ("depths", "intrinsics", "extrinsics")})
     torch.testing.assert_close(again["world_points"], a["world_points"][0])
+
+
+def test_zoomed_tracks_follow_the_new_intrinsics():
+    cfg = SyntheticSceneConfig(
+        num_frames=2, image_size=(28, 28), supersample=1, num_tracks=20, photo_probability=0
+    )
+    sample = render_scene(cfg, 2)
+    opts = BatchOptions(
+        batch_size=1, min_frames=2, max_frames=2, reverse_p=0.0, zoom=(0.6, 0.6), color_jitter=None
+    )
+
+    class One:
+        def __len__(self):
+            return 1
+
+        def scene(self, index):
+            return sample
+
+    batch = BatchStream(One(), opts).batch(0)
+    points = sample["world_points"][0].reshape(-1, 3)[
+        sample["tracks"][0, :, 1].round().long() * 28 + sample["tracks"][0, :, 0].round().long()
+    ]
+    uv, _ = project_points(points[None].expand(2, -1, -1), batch["extrinsics"][0], batch["intrinsics"][0])
+    vis = batch["track_vis_mask"][0]
+    torch.testing.assert_close(batch["tracks"][0][vis], uv[vis], atol=1e-3, rtol=0)
+    assert (batch["tracks"][0][vis] >= 0).all() and (batch["tracks"][0][vis] <= 27).all()
+    assert vis.sum() < sample["track_vis_mask"].sum()  # a 0.6 zoom pushes some tracks off the image

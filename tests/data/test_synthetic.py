@@ -89,7 +89,7 @@ def test_look_at_is_a_rotation_that_puts_the_target_on_the_optical_axis():
 def test_sample_has_the_dataset_keys_and_shapes(sample):
     s, (h, w) = SMALL.num_frames, SMALL.image_size
     assert sample["images"].shape == (s, 3, h, w)
-    assert 0 <= sample["images"].min() and sample["images"].max() <= 1
+    assert sample["images"].min() >= 0 and sample["images"].max() <= 1
     assert sample["depths"].shape == (s, h, w) and sample["point_masks"].dtype == torch.bool
     assert sample["extrinsics"].shape == (s, 3, 4) and sample["intrinsics"].shape == (s, 3, 3)
     assert sample["world_points"].shape == sample["cam_points"].shape == (s, h, w, 3)
@@ -110,7 +110,9 @@ def test_depth_unprojects_to_the_world_points(sample):
     cam = depth_to_cam_points(sample["depths"], sample["intrinsics"])
     torch.testing.assert_close(cam, sample["cam_points"], atol=1e-4, rtol=1e-4)
     world = transform_points(closed_form_inverse_se3(sample["extrinsics"]), cam.reshape(3, -1, 3))
-    torch.testing.assert_close(world.reshape(sample["world_points"].shape), sample["world_points"], atol=1e-3, rtol=0)
+    torch.testing.assert_close(
+        world.reshape(sample["world_points"].shape), sample["world_points"], atol=1e-3, rtol=0
+    )
 
 
 def test_tracks_start_at_the_queries_and_land_on_the_same_surface_point(sample):

@@ -20,7 +20,12 @@ def _rot_z(deg: float) -> torch.Tensor:
 
 
 def _poses(rots, trans) -> torch.Tensor:
-    return torch.stack([torch.cat((r, torch.tensor(t, dtype=torch.float32)[:, None]), 1) for r, t in zip(rots, trans, strict=True)])
+    return torch.stack(
+        [
+            torch.cat((r, torch.tensor(t, dtype=torch.float32)[:, None]), 1)
+            for r, t in zip(rots, trans, strict=True)
+        ]
+    )
 
 
 def test_relative_errors_are_zero_for_a_similarity_transformed_prediction():

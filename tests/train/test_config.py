@@ -13,9 +13,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_shipped_config_files_load_and_build_their_models():
-    for path in sorted((REPO / "configs").glob("*.yaml")):
-        config = load_train_config(path)
+    paths = sorted((REPO / "configs").glob("*.yaml"))
+    assert paths
+    for path in paths:
+        # fine-tuning configs leave data.path to the command line
+        config = load_train_config(path, ["data.path=scenes"])
         config.model.build_config()
+        if config.data.source == "scene_folder":
+            with pytest.raises(ValueError, match="data.path"):
+                load_train_config(path)
 
 
 def test_yaml_and_json_files_and_overrides(tmp_path):

@@ -186,7 +186,9 @@ def test_multitask_objective_is_the_weighted_sum_and_checks_heads():
     }
     predictions = {"pose_enc_list": [gt_enc + 0.1], "depth": pred, "depth_conf": conf}
     out = MultitaskLoss(LossConfig())(predictions, batch)
-    expected = 5 * out["loss_camera"] + out["loss_conf_depth"] + out["loss_reg_depth"] + out["loss_grad_depth"]
+    expected = (
+        5 * out["loss_camera"] + out["loss_conf_depth"] + out["loss_reg_depth"] + out["loss_grad_depth"]
+    )
     torch.testing.assert_close(out["objective"], expected)
     with pytest.raises(ValueError, match="point head"):
         MultitaskLoss(LossConfig(point_weight=1.0))(predictions, batch)

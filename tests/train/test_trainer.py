@@ -72,7 +72,8 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path, scenes):
     # run b again from its step-2 checkpoint: the last two steps must match run a bit for bit
     (tmp_path / "b" / "checkpoints" / "latest").write_text("step_0000002\n")
     resumed = train(
-        _config(tmp_path / "b", "optim.max_steps=4", "run.ckpt_every=2", f"run.resume={tmp_path / 'b'}"), source=scenes
+        _config(tmp_path / "b", "optim.max_steps=4", "run.ckpt_every=2", f"run.resume={tmp_path / 'b'}"),
+        source=scenes,
     )
     assert resumed.step == 4
     a = VGGT.from_pretrained(straight.checkpoint).state_dict()
@@ -116,3 +117,63 @@ def test_schedule_warms_up_then_decays():
     assert lrs[0] == 0 and lrs[5] == pytest.approx(1e-3)
     assert max(lrs) == pytest.approx(1e-3) and lrs[-1] < 1e-5
     assert all(a >= b for a, b in zip(lrs[5:], lrs[6:], strict=False))
+
+
+def test_fine_tuning_on_scene_folders_from_a_checkpoint(tmp_path, scenes):
+    from vggtkit.data.scene_folder import save_scene_folder
+
+    for i, sample in enumerate(scenes.samples):
+        save_scene_folder(sample, tmp_path / "scenes" / f"s{i}")
+    start = train(_config(tmp_path / "base", "optim.max_steps=1"), source=scenes)
+    config = _config(
+        tmp_path / "ft",
+        "data.source=scene_folder",
+        f"data.path={tmp_path / 'scenes'}",
+        f"model.init_from={start.checkpoint}",
+        "optim.max_steps=2",
+        "optim.freeze=[aggregator]",
+    )
+    result = train(config)
+    assert result.step == 2
+    before = VGGT.from_pretrained(start.checkpoint).state_dict()
+    after = VGGT.from_pretrained(result.checkpoint).state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith("aggregator."))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("depth_head."))
+
+
+def test_bf16_autocast_and_gradient_checkpointing_run(tmp_path, scenes):
+    config = _config(tmp_path, "optim.max_steps=2", "optim.amp=bf16", "optim.grad_checkpointing=true")
+    result = train(config, source=scenes)
+    assert result.step == 2 and result.skipped == 0
+    assert all(torch.isfinite(torch.tensor(v)) for v in result.losses.values())
+    assert result.model.aggregator.gradient_checkpointing
+
+
+def test_track_head_trains_with_the_track_loss_under_zoom(tmp_path):
+    cfg = SyntheticSceneConfig(
+        num_frames=3, image_size=(28, 28), supersample=1, num_tracks=8, photo_probability=0.0
+    )
+
+    class WithTracks:
+        samples = [render_scene(cfg, 4)]
+
+        def __len__(self):
+            return 1
+
+        def scene(self, index):
+            return self.samples[0]
+
+    small_tracker = [
+        "model.fields.enable_track=true",
+        "model.fields.track_features=16",
+        "model.fields.track_hidden_size=32",
+        "model.fields.track_corr_levels=2",
+        "model.fields.track_corr_radius=1",
+        "model.fields.track_iters=2",
+    ]
+    config = _config(
+        tmp_path, *small_tracker, "loss.track_weight=1.0", "data.zoom=[0.8,1.0]", "optim.max_steps=2"
+    )
+    result = train(config, source=WithTracks())
+    assert result.step == 2 and "loss_track" in result.losses
+    assert all(torch.isfinite(torch.tensor(v)) for v in result.losses.values())

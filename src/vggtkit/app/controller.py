@@ -76,30 +76,27 @@ class RunOutcome:
     message: str
     view: ViewOutcome | None = None
     npz: Path | None = None
-    previews: list[tuple[str, str]] = field(default_factory=list)
     frames: list[str] = field(default_factory=list)
 
 
-def bundled_example_dirs() -> list[Path]:
-    """Folders of the example scenes shipped in ``vggtkit/assets/example`` (empty when there is none).
+def bundled_example_dirs(root: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Folders of the example scenes shipped in ``vggtkit/assets/example`` (or ``root``); empty when none.
 
-    The folder itself is a scene when it holds images (directly or in ``images/``); each sub-folder that
-    holds images is a scene too.
+    The folder is one scene when it holds images (in ``images/``, the scene-folder layout, or directly);
+    otherwise each of its sub-folders that does is a scene.
     """
-    root = Path(__file__).resolve().parent.parent / "assets" / "example"
+    root = Path(root) if root is not None else Path(__file__).resolve().parent.parent / "assets" / "example"
     if not root.is_dir():
         return []
-    scenes = [root] if _scene_frames(root) else []
-    scenes += [
-        p
-        for p in sorted(root.iterdir(), key=lambda p: natural_key(p.name))
-        if p.is_dir() and p.name != "images" and _scene_frames(p)
-    ]
-    return scenes
+    if _scene_frames(root):
+        return [root]
+    subfolders = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: natural_key(p.name))
+    return [p for p in subfolders if _scene_frames(p)]
 
 
 def _scene_frames(folder: Path) -> list[Path]:
-    for candidate in (folder, folder / "images"):
+    """A scene's frames: the images in ``folder/images`` (scene-folder layout), else those in ``folder``."""
+    for candidate in (folder / "images", folder):
         if candidate.is_dir():
             files = [p for p in candidate.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
             if files:
@@ -277,7 +274,7 @@ class DemoController:
         view: ViewSettings,
         progress: Progress | None = None,
     ) -> RunOutcome:
-        """Run the model on the current upload, save ``predictions.npz``, previews and the first view."""
+        """Run the model on the current upload, save ``predictions.npz``, build the first view."""
         run = self._run(state)
         if run is None or not run.frames():
             return RunOutcome(False, "Nothing to reconstruct: upload a video or images first.")
@@ -291,7 +288,6 @@ class DemoController:
             rec, report = self.runner.run(run.images_dir, reference=reference, mode=mode, progress=progress)
             rec.save_npz(run.npz_path)
             self.cache.put(run.npz_path, rec)
-            previews = run.write_previews(rec)
             summary = f"{report.summary()} Reference frame: {reference} ({rec.names[reference]})."
             run.write_summary(summary)
         except ValueError as exc:
@@ -309,7 +305,7 @@ class DemoController:
         if view.frame is not None and view.frame >= rec.num_frames:
             view = dataclasses.replace(view, frame=None)
         shown = self._safe_view(run, rec, view)
-        return RunOutcome(True, f"{summary}\n{shown.message}", shown, run.npz_path, previews, list(rec.names))
+        return RunOutcome(True, f"{summary}\n{shown.message}", shown, run.npz_path, list(rec.names))
 
     # ------------------------------------------------------------------------------------------ views
     def _keep(self, run: Run, rec: Reconstruction, view: ViewSettings) -> np.ndarray | None:
@@ -375,6 +371,14 @@ class DemoController:
                 None, None, f"Cannot show this view: internal error ({type(exc).__name__}: {exc})."
             )
 
+    def cached_colmap_zip(self, state: State, view: ViewSettings) -> Path | None:
+        """The COLMAP zip for ``view`` if it is already built (never builds)."""
+        run = self._run(state)
+        if run is None:
+            return None
+        target = run.colmap_file(view)
+        return target.path if target.exists else None
+
     def colmap_zip(self, state: State, view: ViewSettings) -> Path | None:
         """``colmap.zip`` (images + sparse/0) for the view's confidence and masks; None before a run or on error."""
         run = self._run(state)
@@ -386,6 +390,18 @@ class DemoController:
         except Exception:
             logger.exception("COLMAP export failed")
             return None
+
+    def previews(self, state: State) -> list[tuple[str, str]]:
+        """Depth and confidence previews of the current run, ``[(png, caption), ...]`` (written on first use;
+        empty before a reconstruction or on error)."""
+        run = self._run(state)
+        if run is None or not run.has_predictions():
+            return []
+        try:
+            return run.previews() or run.write_previews(self.cache.get(run.npz_path))
+        except Exception:
+            logger.exception("previews failed")
+            return []
 
     def npz(self, state: State) -> Path | None:
         run = self._run(state)

@@ -147,7 +147,7 @@ def build_demo(
 def _build_ui(ctl: DemoController, n_examples: int, preload_index: int | None) -> gr.Blocks:
     settings = ctl.settings
     sky_available = settings.sky_model is not None
-    with gr.Blocks(title="vggtkit demo", delete_cache=(3600, 86400)) as demo:
+    with gr.Blocks(title="vggtkit demo", analytics_enabled=False, delete_cache=(3600, 86400)) as demo:
         state = gr.State(None, delete_callback=ctl.release)
         gr.Markdown(_INTRO)
         with gr.Row():
@@ -321,7 +321,7 @@ def _build_ui(ctl: DemoController, n_examples: int, preload_index: int | None) -
 
         def run_outputs(out: RunOutcome) -> list[Any]:
             if not out.ok or out.view is None:
-                return [gr.skip(), out.message, gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()]
+                return [gr.skip(), out.message, gr.skip(), gr.skip(), gr.skip(), gr.skip()]
             view = out.view
             return [
                 str(view.glb) if view.glb else None,
@@ -330,10 +330,9 @@ def _build_ui(ctl: DemoController, n_examples: int, preload_index: int | None) -
                 _download(view.glb),
                 _download(view.ply),
                 _download(out.npz),
-                out.previews,
             ]
 
-        run_targets = [viewer, log, frame, dl_glb, dl_ply, dl_npz, previews]
+        run_targets = [viewer, log, frame, dl_glb, dl_ply, dl_npz]
 
         def on_reconstruct(st, ref, conf_v, mode_v, cam_v, sky_v, black_v, white_v, progress=gr.Progress()):  # noqa: B008
             try:
@@ -349,14 +348,21 @@ def _build_ui(ctl: DemoController, n_examples: int, preload_index: int | None) -
                 return _download(None)
             return _download(ctl.colmap_zip(st, view))
 
+        def on_previews(st):
+            return ctl.previews(st)
+
         def on_view(st, conf_v, frame_v, mode_v, cam_v, sky_v, black_v, white_v):
             try:
-                out = ctl.view(st, view_of(conf_v, frame_v, mode_v, cam_v, sky_v, black_v, white_v))
+                view = view_of(conf_v, frame_v, mode_v, cam_v, sky_v, black_v, white_v)
+                out = ctl.view(st, view)
             except ValueError as exc:
                 out = ViewOutcome(None, None, f"Cannot show this view: {exc}")
             if out.glb is None:
-                return [gr.skip(), out.message, gr.skip(), gr.skip()]
-            return [str(out.glb), out.message, _download(out.glb), _download(out.ply)]
+                return [gr.skip(), out.message, gr.skip(), gr.skip(), gr.skip()]
+            colmap = _download(
+                ctl.cached_colmap_zip(st, view)
+            )  # disabled until the zip for this view is built
+            return [str(out.glb), out.message, _download(out.glb), _download(out.ply), colmap]
 
         def on_clear(st):
             return [
@@ -374,11 +380,14 @@ def _build_ui(ctl: DemoController, n_examples: int, preload_index: int | None) -
 
         model_kwargs = {"concurrency_id": "model", "concurrency_limit": settings.concurrency}
         export_kwargs = {"concurrency_id": "export", "concurrency_limit": max(2, 2 * settings.concurrency)}
+        # COLMAP zips build in the background, one at a time, never delaying a view change.
+        colmap_kwargs = {"concurrency_id": "colmap", "concurrency_limit": 1, "show_progress": "hidden"}
         run_inputs = [state, reference, conf, mode, show_cam, sky, black, white]
         (
             run_btn.click(show_loading, outputs=[viewer, log], queue=False)
             .then(on_reconstruct, inputs=run_inputs, outputs=run_targets, **model_kwargs)
-            .then(on_colmap, inputs=view_inputs, outputs=dl_colmap, **export_kwargs)
+            .then(on_previews, inputs=state, outputs=previews, **export_kwargs)
+            .then(on_colmap, inputs=view_inputs, outputs=dl_colmap, **colmap_kwargs)
         )
         clear_btn.click(
             on_clear,
@@ -387,7 +396,7 @@ def _build_ui(ctl: DemoController, n_examples: int, preload_index: int | None) -
             queue=False,
         )
 
-        view_targets = [viewer, log, dl_glb, dl_ply]
+        view_targets = [viewer, log, dl_glb, dl_ply, dl_colmap]
         view_kwargs = {
             "inputs": view_inputs,
             "outputs": view_targets,
@@ -406,7 +415,7 @@ def _build_ui(ctl: DemoController, n_examples: int, preload_index: int | None) -
         ):
             (
                 event(on_view, **view_kwargs).then(
-                    on_colmap, inputs=view_inputs, outputs=dl_colmap, **export_kwargs
+                    on_colmap, inputs=view_inputs, outputs=dl_colmap, **colmap_kwargs
                 )
             )
 
@@ -442,7 +451,8 @@ def _build_ui(ctl: DemoController, n_examples: int, preload_index: int | None) -
             (
                 event.success(show_loading, outputs=[viewer, log], queue=False)
                 .then(on_reconstruct, inputs=run_inputs, outputs=run_targets, **model_kwargs)
-                .then(on_colmap, inputs=view_inputs, outputs=dl_colmap, **export_kwargs)
+                .then(on_previews, inputs=state, outputs=previews, **export_kwargs)
+                .then(on_colmap, inputs=view_inputs, outputs=dl_colmap, **colmap_kwargs)
             )
     return demo
 
@@ -458,6 +468,14 @@ def launch_demo(
     """Serve the demo: bound to ``host`` (127.0.0.1 unless told otherwise), never shared through gradio's
     tunnel, files served only from the app's work folder (and gradio's upload folder), uploads bounded.
 
+    Args:
+        demo: the app from :func:`build_demo`.
+        host: address to listen on.
+        port: port (None: gradio's default, 7860 or the next free one).
+        prevent_thread_lock: return at once (the server keeps running; ``demo.block_thread()`` waits, and
+            gradio's own start-up lines are not printed).
+        quiet: print nothing.
+
     Returns:
         The local URL.
     """
@@ -468,7 +486,7 @@ def launch_demo(
         server_port=port,
         share=False,
         prevent_thread_lock=prevent_thread_lock,
-        quiet=quiet,
+        quiet=quiet or prevent_thread_lock,
         allowed_paths=[str(settings.workdir_root)],
         max_file_size=settings.max_upload_bytes,
         show_error=False,

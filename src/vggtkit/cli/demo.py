@@ -100,21 +100,24 @@ def _example_folder(value: str | None) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
+
+    preload = _example_folder(args.example)
+    if args.workdir and Path(args.workdir).expanduser().is_file():
+        raise UserError(f"--workdir {args.workdir} is a file; pass a folder")
     # Before gradio is imported: no analytics or version checks, uploads inside the app's own folder.
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's start-up self-check requests
     workdir = (
         Path(args.workdir).expanduser() if args.workdir else Path(tempfile.mkdtemp(prefix="vggtkit-demo-"))
     )
-    if workdir.exists() and not workdir.is_dir():
-        raise UserError(f"--workdir {workdir} is a file; pass a folder")
-    workdir.mkdir(parents=True, exist_ok=True)
-    os.environ["GRADIO_TEMP_DIR"] = str(workdir.resolve() / "gradio")
-    preload = _example_folder(args.example)
     try:
-        from vggtkit.app import build_demo, launch_demo
-    except ModuleNotFoundError as exc:
-        raise UserError(str(exc)) from None
-    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        os.environ["GRADIO_TEMP_DIR"] = str(workdir.resolve() / "gradio")
+        try:
+            from vggtkit.app import build_demo, launch_demo
+        except ModuleNotFoundError as exc:
+            raise UserError(str(exc)) from None
         demo = build_demo(
             args.checkpoint,
             device=args.device,
@@ -129,10 +132,16 @@ def run(args: argparse.Namespace) -> int:
             default_fps=args.fps,
             preload=preload,
         )
+        runner = demo.vggtkit.runner
+        url = launch_demo(demo, host=args.host, port=args.port, prevent_thread_lock=True)
         print(
-            f"vggtkit demo: model {demo.vggtkit.runner.source} on {demo.vggtkit.runner.device}; files in {workdir}"
+            f"vggtkit demo: {url} (model {runner.source} on {runner.device}, files in {workdir}); Ctrl+C stops it"
         )
-        launch_demo(demo, host=args.host, port=args.port)
+        if args.host not in ("127.0.0.1", "localhost", "::1"):
+            print(
+                f"vggtkit demo: listening on {args.host}: anyone who can reach this machine can use the demo"
+            )
+        demo.block_thread()
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)

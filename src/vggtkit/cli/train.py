@@ -45,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
     from pathlib import Path
 
     from vggtkit.train.config import load_train_config
@@ -64,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         overrides.append("run.progress=false")
     config = load_train_config(config_path, overrides)
     result = train(config)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun only rank 0 reports
     print(
         f"trained to step {result.step} in {result.wall_time / 60:.1f} min"
         + (f" ({result.skipped} non-finite steps skipped)" if result.skipped else "")

@@ -56,6 +56,23 @@ def add_point_maps(sample: dict[str, Any]) -> dict[str, Any]:
     return sample
 
 
+def _remap_tracks(
+    tracks: Tensor, vis: Tensor, old_k: Tensor, new_k: Tensor, size_hw: tuple[int, int]
+) -> tuple[Tensor, Tensor]:
+    """Move (S, N, 2) pixel tracks from intrinsics ``old_k`` to ``new_k`` (S, 3, 3); off-image points become
+    invisible."""
+    scale = torch.stack((new_k[:, 0, 0] / old_k[:, 0, 0], new_k[:, 1, 1] / old_k[:, 1, 1]), dim=-1)[:, None]
+    moved = (tracks - old_k[:, None, :2, 2]) * scale + new_k[:, None, :2, 2]
+    height, width = size_hw
+    inside = (
+        (moved[..., 0] >= 0)
+        & (moved[..., 0] <= width - 1)
+        & (moved[..., 1] >= 0)
+        & (moved[..., 1] <= height - 1)
+    )
+    return moved, vis & inside
+
+
 def draw_sequence(
     scene: dict[str, Any], frames: int, gen: torch.Generator, options: BatchOptions
 ) -> dict[str, Any]:
@@ -70,12 +87,15 @@ def draw_sequence(
     out = {k: v[idx] for k, v in scene.items() if isinstance(v, Tensor)}
     out["seq_name"] = scene.get("seq_name", "")
     if options.zoom is not None:
+        old_k = out["intrinsics"]
         out["images"], out["depths"], out["intrinsics"] = random_zoom(
             out["images"], out["depths"], out["intrinsics"], gen, options.zoom
         )
         out["point_masks"] = out["depths"] > 1e-8
-        out.pop("tracks", None)  # tracks are not remapped by the zoom
-        out.pop("track_vis_mask", None)
+        if "tracks" in out:
+            out["tracks"], out["track_vis_mask"] = _remap_tracks(
+                out["tracks"], out["track_vis_mask"], old_k, out["intrinsics"], out["images"].shape[-2:]
+            )
     if options.color_jitter is not None:
         out["images"] = options.color_jitter(out["images"], gen)
     if not out["point_masks"][0].any():

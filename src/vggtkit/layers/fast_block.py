@@ -30,6 +30,8 @@ class _Norm(NamedTuple):
 
 class _BlockWeights(NamedTuple):
     norm1: _Norm
+    qkv_w: Tensor
+    qkv_b: Tensor | None
     q_w: Tensor
     q_b: Tensor | None
     kv_w: Tensor
@@ -75,6 +77,8 @@ def prepare_block(block: Block, dtype: torch.dtype) -> _BlockWeights:
     qkv_b = _cast(attn.qkv.bias, dtype)
     return _BlockWeights(
         norm1=_norm(block.norm1, torch.float32),
+        qkv_w=qkv_w,
+        qkv_b=qkv_b,
         q_w=qkv_w[:C],
         q_b=None if qkv_b is None else qkv_b[:C],
         kv_w=qkv_w[C:],
@@ -144,6 +148,8 @@ def block_forward_(
     B, N, C = x.shape
     H = block.attn.num_heads
     D = C // H
+    if N <= token_chunk:
+        return _block_one_pass_(x, w, H, rope, dtype)
     chunks = [(s, min(s + token_chunk, N)) for s in range(0, N, token_chunk)]
 
     # Pass 1: keys and values of every token (all that attention needs besides the current queries).
@@ -168,11 +174,32 @@ def block_forward_(
         del h
         attn = F.scaled_dot_product_attention(q.transpose(1, 2), k_t, v_t)  # (B, H, n, D)
         del q
-        attn = F.linear(attn.transpose(1, 2).reshape(B, e - s, C), w.proj_w, w.proj_b)
-        _add_scaled_(xs, attn, w.gamma1)
+        _attention_out_and_mlp_(xs, attn, w, dtype)
         del attn
-        h = F.linear(_layer_norm(xs, w.norm2).to(dtype), w.fc1_w, w.fc1_b)
-        h = F.linear(torch.ops.aten.gelu_(h), w.fc2_w, w.fc2_b)  # exact (erf) GELU, in place
-        _add_scaled_(xs, h, w.gamma2)
-        del h
+    return x
+
+
+def _attention_out_and_mlp_(xs: Tensor, attn: Tensor, w: _BlockWeights, dtype: torch.dtype) -> None:
+    """xs += ls1(proj(attn)); xs += ls2(mlp(norm2(xs))), in place. attn: (B, heads, n, D) from SDPA."""
+    B, n, C = xs.shape
+    attn = F.linear(attn.transpose(1, 2).reshape(B, n, C), w.proj_w, w.proj_b)
+    _add_scaled_(xs, attn, w.gamma1)
+    del attn
+    h = F.linear(_layer_norm(xs, w.norm2).to(dtype), w.fc1_w, w.fc1_b)
+    h = F.linear(torch.ops.aten.gelu_(h), w.fc2_w, w.fc2_b)  # exact (erf) GELU, in place
+    _add_scaled_(xs, h, w.gamma2)
+
+
+def _block_one_pass_(
+    x: Tensor, w: _BlockWeights, H: int, rope: RopeTables | None, dtype: torch.dtype
+) -> Tensor:
+    """The whole sequence in one pass (it fits in one token chunk): no key/value buffers needed."""
+    B, N, C = x.shape
+    qkv = F.linear(_layer_norm(x, w.norm1).to(dtype), w.qkv_w, w.qkv_b)
+    q, k, v = qkv.split(C, dim=-1)
+    q, k = _heads(q, H, w.q_norm, rope), _heads(k, H, w.k_norm, rope)
+    v = v.view(B, N, H, C // H)
+    attn = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+    del q, k, v, qkv
+    _attention_out_and_mlp_(x, attn, w, dtype)
     return x

@@ -39,7 +39,7 @@ def point_cloud_metrics(
     pred: np.ndarray,
     gt: np.ndarray,
     mask: np.ndarray | None = None,
-    max_points: int = 20_000,
+    max_points: int = 8_000,
     seed: int = 0,
 ) -> dict[str, float]:
     """Accuracy and completeness of a predicted point map after Sim(3) alignment to the ground truth.

@@ -251,9 +251,17 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
-    """Apply ``section.key=value`` overrides (values parsed as YAML: numbers, lists, null, booleans)."""
-    data = config.to_dict()
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _apply(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"override {item!r} must look like section.key=value (e.g. optim.lr=1e-4)")
@@ -268,12 +276,21 @@ def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
         if not isinstance(node, dict) or (leaf not in node and parts[:-1] != ["model", "fields"]):
             raise ValueError(f"override {item!r}: unknown key {key!r}")
         node[leaf] = _parse_value(text)
-    return TrainConfig.from_dict(data)
+    return data
+
+
+def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply ``section.key=value`` overrides (values parsed as YAML: numbers, lists, null, booleans)."""
+    return TrainConfig.from_dict(_apply(config.to_dict(), overrides))
 
 
 def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML (.yaml/.yml) or JSON training config (None: all defaults) and apply overrides."""
-    config = TrainConfig()
+    """Read a YAML (.yaml/.yml) or JSON training config (None: all defaults) and apply overrides.
+
+    The file is merged over the defaults and the overrides over that, before anything is validated, so an
+    override can complete a file (for example ``data.path`` of a fine-tuning config).
+    """
+    data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -291,8 +308,14 @@ def load_train_config(path: str | Path | None, overrides: list[str] | None = Non
                 data = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"cannot parse {path} as JSON: {exc}") from exc
-        config = TrainConfig.from_dict(data)
-    return apply_overrides(config, overrides or [])
+        if not isinstance(data, dict):
+            raise ValueError(f"{path} must hold a mapping with sections model, data, loss, optim, run")
+        defaults = TrainConfig().to_dict()
+        unknown = sorted(set(data) - set(defaults))
+        if unknown:
+            raise ValueError(f"unknown section(s) {unknown} in {path}; known: {sorted(defaults)}")
+    merged = _merge(TrainConfig().to_dict(), data)
+    return TrainConfig.from_dict(_apply(merged, overrides or []))
 
 
 def with_changes(config: TrainConfig, **sections: dict[str, Any]) -> TrainConfig:

@@ -34,18 +34,27 @@ from vggtkit.train.checkpoint import (
     save_checkpoint,
 )
 from vggtkit.train.config import TrainConfig
-from vggtkit.train.distributed import DistInfo, all_reduce_mean, cleanup, init_distributed, process_device
+from vggtkit.train.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    barrier,
+    cleanup,
+    init_distributed,
+    process_device,
+)
 from vggtkit.train.losses import MultitaskLoss
 
 logger = logging.getLogger(__name__)
 
 _BATCH_KEYS = ("images", "depths", "point_masks", "extrinsics", "intrinsics", "world_points", "cam_points")
+_TRACK_KEYS = ("tracks", "track_vis_mask")
 
 
 @dataclass
 class TrainResult:
     """What a run did: final ``step``, ``out_dir``, last logged ``losses``, ``skipped`` non-finite steps,
-    ``wall_time`` in seconds, and the ``checkpoint`` folder written last (None if none)."""
+    ``wall_time`` in seconds, the ``checkpoint`` folder written last (None if none; rank 0 only) and the
+    trained ``model`` (this process's replica)."""
 
     step: int
     out_dir: Path
@@ -53,6 +62,7 @@ class TrainResult:
     skipped: int
     wall_time: float
     checkpoint: Path | None
+    model: VGGT | None = None
 
 
 # ----------------------------------------------------------------------------- schedule
@@ -265,7 +275,12 @@ def _train(
         (out_dir / "train_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
     show_progress = run.progress and info.is_main
     if source is None:
+        # Rank 0 renders (and caches) the pool first; the other ranks then read the cache instead of re-rendering.
+        if info.enabled and not info.is_main:
+            barrier(info)
         source = build_source(config, progress=show_progress)
+        if info.enabled and info.is_main:
+            barrier(info)
     stream = BatchStream(
         source, _batch_options(config), seed=run.seed, rank=info.rank, world_size=info.world_size
     )
@@ -331,12 +346,19 @@ def _train(
         for group in optimizer.param_groups:
             group["lr"] = lr
         raw = stream.batch(step)
-        batch, _ = normalize_batch({k: raw[k] for k in _BATCH_KEYS})
+        batch, _ = normalize_batch({k: raw[k] for k in _BATCH_KEYS + _TRACK_KEYS if k in raw})
         batch = {k: v.to(device) for k, v in batch.items()}
+        queries = None
+        if config.loss.track_weight > 0:
+            if "tracks" not in batch:
+                raise ValueError(
+                    "loss.track_weight > 0 needs ground-truth tracks, which this data source lacks"
+                )
+            queries = batch["tracks"][:, 0]  # the track head queries points in frame 0
         with torch.autocast(
             device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
         ):
-            predictions = ddp_model(batch["images"])
+            predictions = ddp_model(batch["images"], queries)
         losses = criterion(predictions, batch)
         objective = losses["objective"]
         finite = torch.isfinite(objective.detach()).float()
@@ -371,6 +393,12 @@ def _train(
             bar.set_postfix(loss=f"{values['objective']:.3f}", lr=f"{lr:.2e}")
         if step % run.log_every == 0 or step == opt.max_steps:
             last_losses = {k: v / running_n for k, v in running.items()}
+            if info.enabled:  # every rank reaches this step: average the logged losses over the ranks
+                keys = sorted(last_losses)
+                mean = all_reduce_mean(
+                    torch.tensor([last_losses[k] for k in keys], dtype=torch.float64), info
+                )
+                last_losses = dict(zip(keys, mean.tolist(), strict=True))
             running, running_n = {}, 0
             if metric_logger is not None:
                 row = {
@@ -394,8 +422,10 @@ def _train(
     if skipped:
         logger.warning("%d step(s) were skipped because of non-finite losses", skipped)
     wall = time.perf_counter() - start_time
-    return TrainResult(step, out_dir, last_losses, skipped, wall, last_ckpt)
+    return TrainResult(step, out_dir, last_losses, skipped, wall, last_ckpt, model)
 
 
 def _fmt(losses: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={float(v.detach() if isinstance(v, Tensor) else v):.4g}" for k, v in losses.items())
+    return ", ".join(
+        f"{k}={float(v.detach() if isinstance(v, Tensor) else v):.4g}" for k, v in losses.items()
+    )

@@ -106,6 +106,23 @@ class FeatureFusionBlock(nn.Module):
         return self.out_conv(interpolate_bilinear(x, size))
 
 
+def _residual_conv_fast(unit: ResidualConvUnit, x: Tensor) -> Tensor:
+    """``unit(x)`` reusing x's memory (x is consumed): relu(x) + conv2(relu(conv1(relu(x))))."""
+    x = F.relu_(x)
+    return unit.conv2(F.relu_(unit.conv1(x))).add_(x)
+
+
+def _fusion_fast(
+    block: FeatureFusionBlock, x: Tensor, skip: Tensor | None, size: Sequence[int] | None
+) -> Tensor:
+    """``block(x, skip, size)`` consuming x and skip (same numbers: the sums are the same, in place)."""
+    if skip is not None:
+        x = _residual_conv_fast(block.resConfUnit1, skip).add_(x)
+    x = _residual_conv_fast(block.resConfUnit2, x)
+    size = tuple(size) if size is not None else (x.shape[-2] * 2, x.shape[-1] * 2)
+    return block.out_conv(interpolate_bilinear(x, size))
+
+
 class DPTHead(nn.Module):
     """Dense prediction head (Ranftl et al.) over four aggregator layers.
 
@@ -202,6 +219,18 @@ class DPTHead(nn.Module):
         return self.scratch.output_conv2(out)
 
     # ------------------------------------------------------------------ fast inference path
+    def _fuse_fast(self, feats: list[Tensor]) -> Tensor:
+        """:meth:`_fuse` consuming ``feats``: in-place ReLUs and sums, each map freed after its last use."""
+        s = self.scratch
+        layers = [getattr(s, f"layer{i}_rn") for i in range(1, 5)]
+        rn = [layers[i](feats[i]) for i in range(4)]
+        feats.clear()
+        out = _fusion_fast(s.refinenet4, rn.pop(), None, rn[2].shape[2:])
+        out = _fusion_fast(s.refinenet3, out, rn.pop(), rn[1].shape[2:])
+        out = _fusion_fast(s.refinenet2, out, rn.pop(), rn[0].shape[2:])
+        out = _fusion_fast(s.refinenet1, out, rn.pop(), None)
+        return s.output_conv1(out)
+
     def forward_frames_fast(
         self, layers: Sequence[Tensor], image_hw: tuple[int, int], patch_start_idx: int, channels_last: bool = False
     ) -> Tensor:
@@ -225,8 +254,7 @@ class DPTHead(nn.Module):
                 add_uv_position_embedding_(x, aspect)
             feats.append(self.resize_layers[k](x))
             del x
-        out = self._fuse(feats)
-        del feats
+        out = self._fuse_fast(feats)
         out_hw = (int(grid_h * self.patch_size / self.down_ratio), int(grid_w * self.patch_size / self.down_ratio))
         out = interpolate_bilinear(out, out_hw)
         if self.pos_embed:

@@ -1,0 +1,18 @@
+"""Training: the paper's losses (released and paper variants), configuration, the trainer and data parallelism."""
+
+from __future__ import annotations
+
+from vggtkit.train.config import MODEL_PRESETS, TrainConfig, apply_overrides, load_train_config
+from vggtkit.train.losses import LossConfig, MultitaskLoss
+from vggtkit.train.trainer import TrainResult, train
+
+__all__ = [
+    "MODEL_PRESETS",
+    "LossConfig",
+    "MultitaskLoss",
+    "TrainConfig",
+    "TrainResult",
+    "apply_overrides",
+    "load_train_config",
+    "train",
+]
