@@ -49,8 +49,9 @@ def _drawn_pixels(page) -> int:
     from PIL import Image
 
     png = page.locator("#viewer canvas").screenshot()
-    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int32)[40:]
-    return int((np.abs(rgb - rgb[-1, -1]).sum(axis=-1) > 30).sum())
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int32)[40:-5, 5:-5]  # no border
+    background = np.median(rgb.reshape(-1, 3), axis=0)
+    return int((np.abs(rgb - background).sum(axis=-1) > 30).sum())
 
 
 def _wait_drawn(page, timeout: float, min_pixels: int = 200) -> float | None:

@@ -22,8 +22,9 @@ width C, ``c``/``s``/``h`` bytes per element of the compute, stored-layer and he
   output, MLP hidden layer); a DPT chunk of ``d`` frames needs about ``d * (3*F*(8H/p)*(8W/p) + F*H*W) * h``
   bytes (F = ``dpt_features``: the fusion maps at 8x the patch grid, then the half-width map at full size).
 
-``max_memory`` bounds the weights plus this estimate; chunk sizes are the largest that fit (at most 8 frames per
-chunk). Python and the torch runtime (about 0.3 GB) come on top.
+``max_memory`` bounds the weights plus this estimate; chunk sizes are the largest that fit (frame attention also
+stops at about one token chunk of frames, ``t // P``, and a DPT pass at 8 frames). Without ``max_memory`` a stage may use 512 MB. Python and the
+torch runtime (about 0.3 GB) come on top.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ _MEMORY_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
 # Defaults of the automatic chunk sizes (used when neither the chunk sizes nor max_memory are given).
 DEFAULT_TOKEN_CHUNK = 2048  # tokens per attention/MLP pass: keeps temporaries below ~40 MB at C=1024
 DEFAULT_WORKSPACE_BYTES = 512 * 2**20  # transient memory one stage may use
-MAX_AUTO_FRAME_CHUNK = 8
+MAX_AUTO_HEAD_CHUNK = 8  # frames per DPT pass (the official default); larger gains nothing on a CPU
 
 
 def parse_dtype(value: str | torch.dtype, what: str = "dtype") -> torch.dtype:
@@ -303,19 +304,22 @@ def plan_inference(
         while token_chunk > 256 and _token_chunk_bytes(sizes, token_chunk, c) > workspace / 2:
             token_chunk //= 2
 
-    def largest(cost: Callable[[int], int]) -> int:
+    def largest(cost: Callable[[int], int], limit: int) -> int:
         n = 1
-        while n < min(frames, MAX_AUTO_FRAME_CHUNK) and cost(n + 1) <= workspace:
+        while n < min(frames, limit) and cost(n + 1) <= workspace:
             n += 1
         return n
 
-    tokens_cost = _token_chunk_bytes(sizes, min(token_chunk, P), c)
     if options.frame_chunk_size is not None:
         frame_chunk = embed_chunk = head_chunk = min(options.frame_chunk_size, frames)
     else:
-        frame_chunk = largest(lambda n: _frame_chunk_bytes(sizes, n, c) + tokens_cost)
+        # Frame attention runs its MLP on all tokens of a chunk at once: about one token chunk of frames.
+        frame_chunk = largest(
+            lambda n: _frame_chunk_bytes(sizes, n, c) + _token_chunk_bytes(sizes, n * P, c),
+            max(1, token_chunk // P),
+        )
         embed_chunk = frame_chunk
-        head_chunk = largest(lambda n: _dpt_chunk_bytes(sizes, n, h))
+        head_chunk = largest(lambda n: _dpt_chunk_bytes(sizes, n, h), MAX_AUTO_HEAD_CHUNK)
     estimated = (
         weights_bytes
         + persistent

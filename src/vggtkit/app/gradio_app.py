@@ -8,9 +8,11 @@ depth / confidence previews, a reference-frame choice, per-session folders and b
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -90,7 +92,8 @@ def build_demo(
             :func:`default_checkpoint`). Loaded once, shared by every session.
         device: "auto", "cpu", "cuda", "cuda:N" or "mps".
         dtype: "float32", "bfloat16" or "float16".
-        workdir_root: the folder for every file the app writes and serves (default: a new temporary folder).
+        workdir_root: the folder for every file the app writes and serves (default: a new temporary folder,
+            removed when the process exits).
         max_frames: most frames per reconstruction (images plus sampled video frames).
         max_upload_mb: most megabytes per upload.
         concurrency: reconstructions running at the same time; others wait in the queue.
@@ -107,7 +110,11 @@ def build_demo(
     Raises:
         ValueError: bad settings, a checkpoint that cannot be loaded, or an example folder without images.
     """
-    root = Path(workdir_root) if workdir_root is not None else Path(tempfile.mkdtemp(prefix="vggtkit-demo-"))
+    if workdir_root is None:
+        root = Path(tempfile.mkdtemp(prefix="vggtkit-demo-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+    else:
+        root = Path(workdir_root)
     settings = DemoSettings(
         workdir_root=root,
         device=device,
