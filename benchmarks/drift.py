@@ -48,13 +48,17 @@ def official_autocast(model: VGGT, images: torch.Tensor, dtype: torch.dtype) -> 
 
 def drift(out: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> dict[str, float]:
     rel = ((out["depth"] - ref["depth"]).abs() / ref["depth"].abs()).flatten()
-    prel = ((out["world_points"] - ref["world_points"]).norm(dim=-1) / ref["world_points"].norm(dim=-1)).flatten()
+    prel = (
+        (out["world_points"] - ref["world_points"]).norm(dim=-1) / ref["world_points"].norm(dim=-1)
+    ).flatten()
     result = {
         "depth_median_rel_err": rel.median().item(),
         "depth_p95_rel_err": rel.quantile(0.95).item(),
         "points_median_rel_err": prel.median().item(),
         "pose_max_abs_err": (out["pose_enc"] - ref["pose_enc"]).abs().max().item(),
-        "depth_conf_max_rel_err": ((out["depth_conf"] - ref["depth_conf"]).abs() / ref["depth_conf"]).max().item(),
+        "depth_conf_max_rel_err": ((out["depth_conf"] - ref["depth_conf"]).abs() / ref["depth_conf"])
+        .max()
+        .item(),
     }
     if "track" in out and "track" in ref:
         result["track_max_px"] = (out["track"] - ref["track"]).abs().max().item()
@@ -62,7 +66,9 @@ def drift(out: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> dict[st
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "drift.json"))
     args = parser.parse_args(argv)
     model, images, queries = golden()
@@ -71,12 +77,18 @@ def main(argv: list[str] | None = None) -> int:
         modes = {
             "fast float32": InferenceOptions(),
             "fast bfloat16 (heads float32)": InferenceOptions(dtype="bfloat16"),
-            "fast bfloat16, layers stored float32": InferenceOptions(dtype="bfloat16", store_layers_dtype="float32"),
+            "fast bfloat16, layers stored float32": InferenceOptions(
+                dtype="bfloat16", store_layers_dtype="float32"
+            ),
             "fast bfloat16, heads bfloat16": InferenceOptions(dtype="bfloat16", heads_dtype="bfloat16"),
         }
         rows = {name: drift(model(images, queries, options=o), ref) for name, o in modes.items()}
-    rows["official-style autocast bfloat16 (emulated)"] = drift(official_autocast(model, images, torch.bfloat16), ref)
-    print("| mode | depth median rel. err | depth p95 rel. err | points median rel. err | pose max abs err | track max px |")
+    rows["official-style autocast bfloat16 (emulated)"] = drift(
+        official_autocast(model, images, torch.bfloat16), ref
+    )
+    print(
+        "| mode | depth median rel. err | depth p95 rel. err | points median rel. err | pose max abs err | track max px |"
+    )
     print("|---|---|---|---|---|---|")
     for name, r in rows.items():
         track = f"{r['track_max_px']:.3f}" if "track_max_px" in r else "-"
@@ -92,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp.replace(out)
     print(f"\nresults: {out}")
     ok = all(
-        r["depth_median_rel_err"] <= OFFICIAL["depth_median_rel_err"] and r["pose_max_abs_err"] <= OFFICIAL["pose_max_abs_err"]
+        r["depth_median_rel_err"] <= OFFICIAL["depth_median_rel_err"]
+        and r["pose_max_abs_err"] <= OFFICIAL["pose_max_abs_err"]
         for name, r in rows.items()
         if name.startswith("fast")
     )

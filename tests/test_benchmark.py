@@ -22,7 +22,6 @@ from vggtkit.benchmark import (
     run_case,
 )
 from vggtkit.cli import main
-from vggtkit.inference import InferenceOptions
 
 
 def _sdpa_flops(query_shape, key_shape, *args, **kwargs) -> int:
@@ -96,7 +95,10 @@ def test_run_case_in_process_and_reports():
     assert all(r["peak_delta_mb"] >= 0 for r in rows)
     table = markdown_table(rows)
     assert table.count("\n") == 4 and "| tiny | 2 | 42x28 | bfloat16 |" in table
-    more = [{**r, "frames": 4, "peak_delta_mb": r["peak_delta_mb"] + (10 if r["path"] == "reference" else 2)} for r in rows]
+    more = [
+        {**r, "frames": 4, "peak_delta_mb": r["peak_delta_mb"] + (10 if r["path"] == "reference" else 2)}
+        for r in rows
+    ]
     growth = {g["path"]: g for g in memory_growth(rows + more)}
     assert growth["reference"]["mb_per_frame"] == pytest.approx(5)
     assert growth["float32"]["growth_ratio_vs_reference"] == pytest.approx(5)

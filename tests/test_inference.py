@@ -22,7 +22,12 @@ CPU = torch.device("cpu")
 
 @pytest.mark.parametrize(
     ("text", "dtype"),
-    [("float32", torch.float32), ("bf16", torch.bfloat16), ("torch.float16", torch.float16), (torch.bfloat16, torch.bfloat16)],
+    [
+        ("float32", torch.float32),
+        ("bf16", torch.bfloat16),
+        ("torch.float16", torch.float16),
+        (torch.bfloat16, torch.bfloat16),
+    ],
 )
 def test_parse_dtype(text, dtype):
     assert parse_dtype(text) == dtype
@@ -36,7 +41,14 @@ def test_parse_dtype_rejects(bad):
 
 @pytest.mark.parametrize(
     ("text", "n"),
-    [("8GB", 8_000_000_000), ("6 GiB", 6 * 2**30), ("512mb", 512_000_000), (1234, 1234), ("2.5e3", 2500), (1.5e9, 1_500_000_000)],
+    [
+        ("8GB", 8_000_000_000),
+        ("6 GiB", 6 * 2**30),
+        ("512mb", 512_000_000),
+        (1234, 1234),
+        ("2.5e3", 2500),
+        (1.5e9, 1_500_000_000),
+    ],
 )
 def test_parse_memory(text, n):
     assert parse_memory(text) == n
@@ -84,10 +96,12 @@ def test_format_bytes():
 
 
 def test_default_plan_for_vggt_1b_keeps_chunks_small():
-    plan = plan_inference(VGGTConfig(), (1, 8, 3, 392, 518), InferenceOptions(), CPU, weights_bytes=5_000_000_000)
+    plan = plan_inference(
+        VGGTConfig(), (1, 8, 3, 392, 518), InferenceOptions(), CPU, weights_bytes=5_000_000_000
+    )
     assert plan.head_chunk == 1  # one 518x392 DPT pass is ~0.3 GB
     assert 1 <= plan.frame_chunk <= 8 and plan.token_chunk == 2048
-    assert plan.store_dtype == torch.float32 and not plan.channels_last
+    assert plan.store_dtype == torch.float32 and plan.channels_last  # faster on CPUs
     bf16 = plan_inference(VGGTConfig(), (1, 8, 3, 392, 518), InferenceOptions(dtype="bfloat16"), CPU)
     assert bf16.store_dtype == torch.bfloat16 and bf16.estimated_bytes < plan.estimated_bytes - 5_000_000_000
 
@@ -104,7 +118,9 @@ def test_plan_grows_chunks_with_the_budget_and_fixed_chunks_win():
 
 def test_plan_refuses_a_budget_below_the_weights():
     with pytest.raises(ValueError, match=r"weights take 5.00 GB"):
-        plan_inference(VGGTConfig(), (1, 4, 3, 392, 518), InferenceOptions(max_memory="4GB"), CPU, 5_000_000_000)
+        plan_inference(
+            VGGTConfig(), (1, 4, 3, 392, 518), InferenceOptions(max_memory="4GB"), CPU, 5_000_000_000
+        )
 
 
 def test_infer_runs_in_inference_mode_and_restores_training_mode():

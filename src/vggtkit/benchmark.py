@@ -103,7 +103,9 @@ def _dpt_flops(c: VGGTConfig, H: int, W: int, feature_only: bool, down_ratio: in
     h4, w4 = (gh - 1) // 2 + 1, (gw - 1) // 2 + 1
     sizes = [(4 * gh, 4 * gw), (2 * gh, 2 * gw), (gh, gw), (h4, w4)]
     total = sum(conv(gh, gw, cin, o, 1) for o in oc)
-    total += 2 * gh * gw * oc[0] * oc[0] * 16 + 2 * gh * gw * oc[1] * oc[1] * 4 + conv(h4, w4, oc[3], oc[3], 3)
+    total += (
+        2 * gh * gw * oc[0] * oc[0] * 16 + 2 * gh * gw * oc[1] * oc[1] * 4 + conv(h4, w4, oc[3], oc[3], 3)
+    )
     total += sum(conv(h, w, o, F, 3) for (h, w), o in zip(sizes, oc, strict=True))
     total += 2 * conv(*sizes[3], F, F, 3) + conv(*sizes[2], F, F, 1)  # refinenet4
     total += 4 * conv(*sizes[2], F, F, 3) + conv(*sizes[1], F, F, 1)  # refinenet3
@@ -134,7 +136,8 @@ def forward_flops(config: VGGTConfig, B: int, S: int, H: int, W: int) -> dict[st
         embed += c.patch_embed_depth * _block_flops(n * T, T, c.embed_dim, c.mlp_ratio)
     out["patch_embed"] = embed
     out["aggregator"] = c.depth * (
-        _block_flops(n * P, P, c.embed_dim, c.mlp_ratio) + _block_flops(n * P, S * P, c.embed_dim, c.mlp_ratio)
+        _block_flops(n * P, P, c.embed_dim, c.mlp_ratio)
+        + _block_flops(n * P, S * P, c.embed_dim, c.mlp_ratio)
     )
     if c.enable_camera:
         d = 2 * c.embed_dim
@@ -242,7 +245,11 @@ class PathResult:
 
 
 def run_path(
-    model: torch.nn.Module, images: torch.Tensor, options: InferenceOptions, label: str, keep_outputs: bool = True
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    options: InferenceOptions,
+    label: str,
+    keep_outputs: bool = True,
 ) -> PathResult:
     """Time one forward pass per stage (from the model's progress ticks) and measure its peak memory."""
     device = images.device
@@ -325,7 +332,9 @@ class PathSpec:
         dtype = parse_dtype(base, "path dtype")
         unknown = set(flags) - {"heads", "weights", "store"}
         if unknown:
-            raise ValueError(f"unknown path flag(s) {sorted(unknown)} in {text!r}; use +heads, +weights, +store")
+            raise ValueError(
+                f"unknown path flag(s) {sorted(unknown)} in {text!r}; use +heads, +weights, +store"
+            )
         options = InferenceOptions(
             dtype=dtype,
             heads_dtype=dtype if "heads" in flags else None,
@@ -369,7 +378,9 @@ def run_case(case: Case) -> list[dict[str, Any]]:
     build_start = time.perf_counter()
     model = random_model(config, case.seed, device)
     build_s = time.perf_counter() - build_start
-    images = torch.rand(case.batch, case.frames, 3, case.height, case.width, generator=torch.Generator().manual_seed(1))
+    images = torch.rand(
+        case.batch, case.frames, 3, case.height, case.width, generator=torch.Generator().manual_seed(1)
+    )
     images = images.to(device)
     specs = [PathSpec.parse(p) for p in case.paths]
     # The reference runs first (its outputs are the oracle); weight conversion is one-way, so those paths run last.
@@ -397,7 +408,9 @@ def run_case(case: Case) -> list[dict[str, Any]]:
             options = _with_overrides(spec.options, case)
             prepare_model(model, options)
             result = run_path(model, images, options, spec.label)
-            logger.info("%s %s: %.2f s, peak +%.0f MB", case, spec.label, result.total_s, result.delta_bytes / 1e6)
+            logger.info(
+                "%s %s: %.2f s, peak +%.0f MB", case, spec.label, result.total_s, result.delta_bytes / 1e6
+            )
             peak_delta[spec.label] = max(peak_delta.get(spec.label, 0), result.delta_bytes)
             if spec.options.reference_path and reference is None:
                 reference = result.outputs
@@ -458,7 +471,9 @@ def _run_case_logged(case: Case) -> list[dict[str, Any]]:
     return run_case(case)
 
 
-def run_cases(cases: Sequence[Case], isolate: bool = True, timeout_s: float | None = None) -> list[dict[str, Any]]:
+def run_cases(
+    cases: Sequence[Case], isolate: bool = True, timeout_s: float | None = None
+) -> list[dict[str, Any]]:
     """Run each case (in a fresh process when ``isolate``, so peak RSS is per case); failures become rows."""
     rows: list[dict[str, Any]] = []
     for i, case in enumerate(cases, start=1):
@@ -472,7 +487,9 @@ def run_cases(cases: Sequence[Case], isolate: bool = True, timeout_s: float | No
                 rows.extend(run_case(case))
         except Exception as exc:  # one failing case (e.g. out of memory) must not lose the others
             logger.error("case %s failed: %s", case, exc)
-            rows.append({**case.__dict__, "paths": "+".join(case.paths), "error": f"{type(exc).__name__}: {exc}"})
+            rows.append(
+                {**case.__dict__, "paths": "+".join(case.paths), "error": f"{type(exc).__name__}: {exc}"}
+            )
     return rows
 
 
@@ -553,7 +570,9 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
                 cells.append(_fmt(row.get(key), digits))
         lines.append("| " + " | ".join(cells) + " |")
     for row in failed:
-        lines.append(f"\nfailed: {row['config']} S={row['frames']} {row['width']}x{row['height']}: {row['error']}")
+        lines.append(
+            f"\nfailed: {row['config']} S={row['frames']} {row['width']}x{row['height']}: {row['error']}"
+        )
     return "\n".join(lines)
 
 
@@ -575,11 +594,15 @@ def memory_growth(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     ref = {(g["config"], g["device"], g["size"]): g["mb_per_frame"] for g in out if g["path"] == "reference"}
     for g in out:
         base = ref.get((g["config"], g["device"], g["size"]))
-        g["growth_ratio_vs_reference"] = base / g["mb_per_frame"] if base and g["mb_per_frame"] > 0 else math.nan
+        g["growth_ratio_vs_reference"] = (
+            base / g["mb_per_frame"] if base and g["mb_per_frame"] > 0 else math.nan
+        )
     return out
 
 
-def save_results(rows: Sequence[dict[str, Any]], directory: str | Path, stem: str, extra: dict[str, Any]) -> list[Path]:
+def save_results(
+    rows: Sequence[dict[str, Any]], directory: str | Path, stem: str, extra: dict[str, Any]
+) -> list[Path]:
     """Write ``stem.json`` (rows, growth, machine) and ``stem.csv`` atomically; returns the paths."""
     import csv
     import io

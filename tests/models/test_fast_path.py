@@ -71,8 +71,12 @@ def test_fast_path_is_the_default_and_matches_reference_and_golden(golden_vggt, 
 def test_fast_path_keeps_all_layers_on_request(golden_vggt):
     images, queries = golden_inputs()
     ref = run(golden_vggt, images, queries, return_all_layers=True, options=InferenceOptions.reference())
-    fast = run(golden_vggt, images, queries, return_all_layers=True, options=InferenceOptions(frame_chunk_size=2))
-    assert len(fast["aggregated_tokens_list"]) == len(ref["aggregated_tokens_list"]) == golden_vggt.config.depth
+    fast = run(
+        golden_vggt, images, queries, return_all_layers=True, options=InferenceOptions(frame_chunk_size=2)
+    )
+    assert (
+        len(fast["aggregated_tokens_list"]) == len(ref["aggregated_tokens_list"]) == golden_vggt.config.depth
+    )
     for a, b in zip(fast["aggregated_tokens_list"], ref["aggregated_tokens_list"], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     g = load_golden()
@@ -201,12 +205,16 @@ def test_memory_budget_picks_chunks_and_keeps_results(golden_vggt):
 
     images = torch.rand(1, 6, 3, 56, 42)
     shape, weights = tuple(images.shape), weights_nbytes(golden_vggt)
-    roomy = plan_inference(golden_vggt.config, shape, InferenceOptions(max_memory="1GB"), images.device, weights)
+    roomy = plan_inference(
+        golden_vggt.config, shape, InferenceOptions(max_memory="1GB"), images.device, weights
+    )
     options = InferenceOptions(max_memory=weights + 2_000_000)
     tight = plan_inference(golden_vggt.config, shape, options, images.device, weights)
     assert roomy.frame_chunk == roomy.head_chunk == 6 and roomy.token_chunk == 2048
     assert tight.head_chunk < 6 and tight.token_chunk < 2048 and tight.estimated_bytes <= weights + 2_000_000
-    assert_matches(run(golden_vggt, images, options=options), run(golden_vggt, images, options="float32"), tol=1e-6)
+    assert_matches(
+        run(golden_vggt, images, options=options), run(golden_vggt, images, options="float32"), tol=1e-6
+    )
 
 
 def test_too_small_memory_budget_names_the_minimum(golden_vggt):
@@ -216,11 +224,21 @@ def test_too_small_memory_budget_names_the_minimum(golden_vggt):
 
 def test_progress_reports_every_step(golden_vggt):
     calls: list[tuple[int, int]] = []
-    run(golden_vggt, torch.rand(2, 3, 28, 28), options=InferenceOptions(), progress=lambda d, t: calls.append((d, t)))
+    run(
+        golden_vggt,
+        torch.rand(2, 3, 28, 28),
+        options=InferenceOptions(),
+        progress=lambda d, t: calls.append((d, t)),
+    )
     total = 1 + 2 * golden_vggt.config.depth + 3
     assert calls == [(i, total) for i in range(1, total + 1)]
     calls.clear()
-    run(golden_vggt, torch.rand(2, 3, 28, 28), options=InferenceOptions.reference(), progress=lambda d, t: calls.append((d, t)))
+    run(
+        golden_vggt,
+        torch.rand(2, 3, 28, 28),
+        options=InferenceOptions.reference(),
+        progress=lambda d, t: calls.append((d, t)),
+    )
     assert calls[-1] == (total, total)
 
 
@@ -243,7 +261,9 @@ def test_rope_tables_reproduce_the_rotation_exactly():
     pos = patch_positions(1, 4, 6, 5)
     q = torch.randn(1, 3, pos.shape[1], 16)  # (B, heads, N, D)
     ref = rope(q, pos)
-    fast = apply_rope_(q.transpose(1, 2).clone(), rope_tables(rope, pos[0], 16, torch.float32)).transpose(1, 2)
+    fast = apply_rope_(q.transpose(1, 2).clone(), rope_tables(rope, pos[0], 16, torch.float32)).transpose(
+        1, 2
+    )
     assert torch.equal(fast, ref)
 
 

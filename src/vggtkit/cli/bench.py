@@ -36,7 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", nargs="+", default=["tiny"], choices=("tiny", "1b"), help="model size(s)")
     parser.add_argument("--frames", nargs="+", type=int, default=[1, 4], help="frame counts (default: 1 4)")
     parser.add_argument(
-        "--size", nargs="+", default=["518x392"], help="image sizes WIDTHxHEIGHT, multiples of 14 (default: 518x392)"
+        "--size",
+        nargs="+",
+        default=["518x392"],
+        help="image sizes WIDTHxHEIGHT, multiples of 14 (default: 518x392)",
     )
     parser.add_argument(
         "--paths",
@@ -46,13 +49,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--device", nargs="+", default=["cpu"], help="devices, e.g. cpu cuda (default: cpu)")
     parser.add_argument("--batch", type=int, default=1, help="sequences per forward pass (default: 1)")
-    parser.add_argument("--repeats", type=int, default=1, help="runs per path; the fastest is reported (default: 1)")
-    parser.add_argument("--frame-chunk-size", type=int, default=None, help="fast path frames per chunk (default: auto)")
-    parser.add_argument("--max-memory", default=None, help="fast path memory budget, e.g. 8GB (default: none)")
-    parser.add_argument("--out", default="benchmarks/results", help="folder for the JSON and CSV results")
-    parser.add_argument("--name", default=None, help="file name stem of the results (default: forward-<time>)")
     parser.add_argument(
-        "--no-isolate", action="store_true", help="run every case in this process (default: a fresh process each)"
+        "--repeats", type=int, default=1, help="runs per path; the fastest is reported (default: 1)"
+    )
+    parser.add_argument(
+        "--frame-chunk-size", type=int, default=None, help="fast path frames per chunk (default: auto)"
+    )
+    parser.add_argument(
+        "--max-memory", default=None, help="fast path memory budget, e.g. 8GB (default: none)"
+    )
+    parser.add_argument("--out", default="benchmarks/results", help="folder for the JSON and CSV results")
+    parser.add_argument(
+        "--name", default=None, help="file name stem of the results (default: forward-<time>)"
+    )
+    parser.add_argument(
+        "--no-isolate",
+        action="store_true",
+        help="run every case in this process (default: a fresh process each)",
     )
     parser.add_argument("--timeout", type=float, default=None, help="seconds per case before it is abandoned")
     parser.set_defaults(func=run)

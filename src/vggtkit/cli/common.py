@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vggtkit.pipeline.run import resolve_device  # noqa: F401  (re-exported for the subcommands)
+
 
 class UserError(Exception):
     """A mistake the user can fix; reported as one line with exit code 2."""
@@ -27,24 +29,3 @@ def add_device_options(parser: argparse.ArgumentParser) -> None:
         choices=("float32", "bfloat16", "float16"),
         help="compute precision of the aggregator (default: float32, exact)",
     )
-
-
-def resolve_device(name: str):
-    """'auto' -> the best available torch device; otherwise validate the name."""
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise UserError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but CUDA is not available; use --device cpu or auto")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError("--device mps was asked for but MPS is not available; use --device cpu or auto")
-    return device

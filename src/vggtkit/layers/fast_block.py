@@ -148,7 +148,7 @@ def block_forward_(
     B, N, C = x.shape
     H = block.attn.num_heads
     D = C // H
-    if N <= token_chunk:
+    if token_chunk >= N:
         return _block_one_pass_(x, w, H, rope, dtype)
     chunks = [(s, min(s + token_chunk, N)) for s in range(0, N, token_chunk)]
 

@@ -39,11 +39,15 @@ class RotaryPositionEmbedding2D(nn.Module):
         self.base = float(base)
         self._cache: dict[tuple, tuple[Tensor, Tensor]] = {}
 
-    def _tables(self, dim: int, length: int, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    def _tables(
+        self, dim: int, length: int, device: torch.device, dtype: torch.dtype
+    ) -> tuple[Tensor, Tensor]:
         key = (dim, length, device, dtype)
         if key not in self._cache:
             inv_freq = 1.0 / self.base ** (torch.arange(0, dim, 2, device=device).float() / dim)
-            angles = torch.outer(torch.arange(length, device=device, dtype=inv_freq.dtype), inv_freq).to(dtype)
+            angles = torch.outer(torch.arange(length, device=device, dtype=inv_freq.dtype), inv_freq).to(
+                dtype
+            )
             angles = torch.cat([angles, angles], dim=-1)
             self._cache[key] = (angles.cos().to(dtype), angles.sin().to(dtype))
         return self._cache[key]
@@ -83,7 +87,9 @@ class RopeTables(NamedTuple):
         return RopeTables(self.cos[start:stop], self.sin_signed[start:stop], self.perm)
 
 
-def rope_tables(rope: RotaryPositionEmbedding2D, pos: Tensor, head_dim: int, dtype: torch.dtype) -> RopeTables:
+def rope_tables(
+    rope: RotaryPositionEmbedding2D, pos: Tensor, head_dim: int, dtype: torch.dtype
+) -> RopeTables:
     """Gather the rotation of every token once, for all heads and blocks.
 
     Same numbers as :meth:`RotaryPositionEmbedding2D.forward` in float32 (the tables are always computed in

@@ -101,10 +101,15 @@ class Aggregator(nn.Module):
         tick = tick or (lambda: None)
         patch_tokens = self.embed_patches(images)
         tick()
-        special = [_first_frame_then_rest(self.camera_token, B, S), _first_frame_then_rest(self.register_token, B, S)]
+        special = [
+            _first_frame_then_rest(self.camera_token, B, S),
+            _first_frame_then_rest(self.register_token, B, S),
+        ]
         tokens = torch.cat([*special, patch_tokens], dim=1)  # (B*S, P, C)
         P, C = tokens.shape[1:]
-        pos = patch_positions(B * S, H // c.patch_size, W // c.patch_size, self.patch_start_idx, images.device)
+        pos = patch_positions(
+            B * S, H // c.patch_size, W // c.patch_size, self.patch_start_idx, images.device
+        )
         frame_pos, global_pos = pos, pos.reshape(B, S * P, 2)
 
         outputs: list[Tensor | None] = []
@@ -214,7 +219,14 @@ class Aggregator(nn.Module):
                         weights = prepare_block(block, plan.dtype)
                         sequences = tokens.view(B, S * P, C)
                         for b in range(B):
-                            block_forward_(block, sequences[b : b + 1], global_rope, plan.token_chunk, plan.dtype, weights)
+                            block_forward_(
+                                block,
+                                sequences[b : b + 1],
+                                global_rope,
+                                plan.token_chunk,
+                                plan.dtype,
+                                weights,
+                            )
                         store(idx, slice(C, 2 * C))
                     del weights
                     tick()

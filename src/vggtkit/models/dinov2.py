@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.utils.checkpoint
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from vggtkit.layers import Block
@@ -54,7 +54,8 @@ class DinoVisionTransformer(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(1, embed_dim), requires_grad=False)
         self.patch_embed = ConvPatchEmbed(patch_size, embed_dim)
         self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, init_values=init_values, norm_eps=1e-6) for _ in range(depth)
+            Block(embed_dim, num_heads, mlp_ratio, init_values=init_values, norm_eps=1e-6)
+            for _ in range(depth)
         )
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.gradient_checkpointing = False
@@ -89,7 +90,9 @@ class DinoVisionTransformer(nn.Module):
         N, _, H, W = x.shape
         tokens = self.patch_embed(x)
         tokens = torch.cat([self.cls_token.expand(N, -1, -1), tokens], dim=1)
-        tokens = tokens + self.interpolate_pos_encoding(H // self.patch_size, W // self.patch_size, tokens.dtype)
+        tokens = tokens + self.interpolate_pos_encoding(
+            H // self.patch_size, W // self.patch_size, tokens.dtype
+        )
         if self.register_tokens is not None:
             registers = self.register_tokens.expand(N, -1, -1)
             tokens = torch.cat([tokens[:, :1], registers, tokens[:, 1:]], dim=1)

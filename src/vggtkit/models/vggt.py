@@ -25,7 +25,9 @@ logger = logging.getLogger(__name__)
 REFERENCE_DPT_CHUNK = 8  # frames per DPT pass on the reference path, as the official code
 
 
-def _check_inputs(images: Tensor, query_points: Tensor | None, patch_size: int) -> tuple[Tensor, Tensor | None]:
+def _check_inputs(
+    images: Tensor, query_points: Tensor | None, patch_size: int
+) -> tuple[Tensor, Tensor | None]:
     """Validate and batch the public inputs. Returns images (B, S, 3, H, W) and queries (B, N, 2) or None."""
     if not isinstance(images, Tensor):
         raise ValueError(f"images must be a torch.Tensor, got {type(images).__name__}")
@@ -37,7 +39,9 @@ def _check_inputs(images: Tensor, query_points: Tensor | None, patch_size: int) 
             "stack frames along a new first axis"
         )
     if images.shape[2] != 3:
-        raise ValueError(f"images must have 3 colour channels (RGB) on axis -3, got shape {tuple(images.shape)}")
+        raise ValueError(
+            f"images must have 3 colour channels (RGB) on axis -3, got shape {tuple(images.shape)}"
+        )
     H, W = images.shape[-2:]
     if H % patch_size or W % patch_size or H == 0 or W == 0:
         raise ValueError(
@@ -45,7 +49,9 @@ def _check_inputs(images: Tensor, query_points: Tensor | None, patch_size: int) 
             "resize or crop them (vggtkit.load_and_preprocess_images does this)"
         )
     if not images.is_floating_point():
-        raise ValueError(f"images must be floating point in [0, 1], got dtype {images.dtype}; divide uint8 by 255")
+        raise ValueError(
+            f"images must be floating point in [0, 1], got dtype {images.dtype}; divide uint8 by 255"
+        )
     lo, hi = images.min().item(), images.max().item()
     if lo < 0 or hi > 1:
         raise ValueError(
@@ -101,7 +107,9 @@ class VGGT(nn.Module):
             out_channels=c.dpt_out_channels,
             intermediate_layer_idx=c.dpt_layers,
         )
-        self.point_head = DPTHead(dim_in, output_dim=4, activation="inv_log", **dpt) if c.enable_point else None
+        self.point_head = (
+            DPTHead(dim_in, output_dim=4, activation="inv_log", **dpt) if c.enable_point else None
+        )
         self.depth_head = DPTHead(dim_in, output_dim=2, activation="exp", **dpt) if c.enable_depth else None
         self.track_head = (
             TrackHead(
@@ -130,15 +138,15 @@ class VGGT(nn.Module):
         progress: Callable[[int, int], None] | None = None,
     ) -> dict[str, Any]:
         """Args:
-            images: (S, 3, H, W) or (B, S, 3, H, W) RGB in [0, 1]; H, W multiples of the patch size.
-            query_points: (N, 2) or (B, N, 2) pixel (x, y) in frame 0, for the track head.
-            return_all_layers: also return every aggregator output as ``aggregated_tokens_list`` (debugging,
-                parity tests); by default only the layers the heads read are kept.
-            options: :class:`~vggtkit.inference.InferenceOptions` or a dtype name ('float32', 'bfloat16',
-                'float16'). None: the fast float32 path in eval mode without gradients (or, under an enabled
-                ``torch.autocast``, its dtype for the aggregator); the reference path when training or when
-                gradients are enabled, since only that path supports autograd.
-            progress: called with (done, total) steps (patch embedder, blocks, heads) on the fast path.
+        images: (S, 3, H, W) or (B, S, 3, H, W) RGB in [0, 1]; H, W multiples of the patch size.
+        query_points: (N, 2) or (B, N, 2) pixel (x, y) in frame 0, for the track head.
+        return_all_layers: also return every aggregator output as ``aggregated_tokens_list`` (debugging,
+            parity tests); by default only the layers the heads read are kept.
+        options: :class:`~vggtkit.inference.InferenceOptions` or a dtype name ('float32', 'bfloat16',
+            'float16'). None: the fast float32 path in eval mode without gradients (or, under an enabled
+            ``torch.autocast``, its dtype for the aggregator); the reference path when training or when
+            gradients are enabled, since only that path supports autograd.
+        progress: called with (done, total) steps (patch embedder, blocks, heads) on the fast path.
         """
         images, query_points = _check_inputs(images, query_points, self.config.patch_size)
         opts = as_options(options)
@@ -149,7 +157,9 @@ class VGGT(nn.Module):
             if torch.is_autocast_enabled(images.device.type):
                 opts = InferenceOptions(dtype=torch.get_autocast_dtype(images.device.type))
         if opts.reference_path:
-            return self._forward_reference(images, query_points, return_all_layers, keep_all=True, progress=progress)
+            return self._forward_reference(
+                images, query_points, return_all_layers, keep_all=True, progress=progress
+            )
         if self.training or torch.is_grad_enabled():
             raise ValueError(
                 "InferenceOptions select the fast inference path, which does not record gradients: call the model "
@@ -207,7 +217,9 @@ class VGGT(nn.Module):
                 )
                 tick()
             if self.point_head is not None:
-                pts, conf = self.point_head(tokens32, images32, patch_start_idx, frames_chunk_size=REFERENCE_DPT_CHUNK)
+                pts, conf = self.point_head(
+                    tokens32, images32, patch_start_idx, frames_chunk_size=REFERENCE_DPT_CHUNK
+                )
                 predictions["world_points"], predictions["world_points_conf"] = pts, conf
                 tick()
             if self.track_head is not None and query_points is not None:
@@ -250,17 +262,28 @@ class VGGT(nn.Module):
             predictions["pose_enc"] = pose_enc_list[-1]
             predictions["pose_enc_list"] = pose_enc_list
             tick()
-        dpt_args = (tokens, tuple(images.shape), patch_start_idx, plan.head_chunk, plan.heads_dtype, plan.channels_last)
+        dpt_args = (
+            tokens,
+            tuple(images.shape),
+            patch_start_idx,
+            plan.head_chunk,
+            plan.heads_dtype,
+            plan.channels_last,
+        )
         with torch.autocast(device.type, enabled=False):
             if self.depth_head is not None:
                 predictions["depth"], predictions["depth_conf"] = self.depth_head.forward_fast(*dpt_args)
                 tick()
             if self.point_head is not None:
-                predictions["world_points"], predictions["world_points_conf"] = self.point_head.forward_fast(*dpt_args)
+                predictions["world_points"], predictions["world_points_conf"] = self.point_head.forward_fast(
+                    *dpt_args
+                )
                 tick()
             if self.track_head is not None and query_points is not None:
                 fmaps = self.track_head.feature_extractor.forward_fast(*dpt_args)
-                tracks, vis, conf = self.track_head.tracker(query_points, fmaps, self.track_head.iters)
+                tracks, vis, conf = self.track_head.tracker(
+                    query_points, fmaps, self.track_head.iters, frames_chunk_size=plan.head_chunk
+                )
                 del fmaps
                 predictions["track"], predictions["vis"], predictions["conf"] = tracks[-1], vis, conf
                 predictions["track_list"] = tracks

@@ -51,7 +51,9 @@ def apply_conf_activation(conf: Tensor, name: str) -> Tensor:
     raise ValueError(f"unknown confidence activation {name!r}")
 
 
-def activate_pose(raw: Tensor, trans_act: str = "linear", quat_act: str = "linear", fl_act: str = "relu") -> Tensor:
+def activate_pose(
+    raw: Tensor, trans_act: str = "linear", quat_act: str = "linear", fl_act: str = "relu"
+) -> Tensor:
     """raw (..., 9) pre-activation pose encoding -> activated [t (3), quat_xyzw (4), fov_h, fov_w]."""
     t = apply_activation(raw[..., :3], trans_act)
     quat = apply_activation(raw[..., 3:7], quat_act)

@@ -19,10 +19,17 @@ class CameraHead(nn.Module):
     """
 
     def __init__(
-        self, dim_in: int, trunk_depth: int = 4, num_heads: int = 16, mlp_ratio: float = 4.0, init_values: float = 0.01
+        self,
+        dim_in: int,
+        trunk_depth: int = 4,
+        num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        init_values: float = 0.01,
     ) -> None:
         super().__init__()
-        self.trunk = nn.Sequential(*(Block(dim_in, num_heads, mlp_ratio, init_values) for _ in range(trunk_depth)))
+        self.trunk = nn.Sequential(
+            *(Block(dim_in, num_heads, mlp_ratio, init_values) for _ in range(trunk_depth))
+        )
         self.token_norm = nn.LayerNorm(dim_in)
         self.trunk_norm = nn.LayerNorm(dim_in)
         self.empty_pose_tokens = nn.Parameter(torch.zeros(1, 1, POSE_ENCODING_DIM))

@@ -20,7 +20,9 @@ def interpolate_bilinear(x: Tensor, size: tuple[int, int]) -> Tensor:
     if n_out <= _INTERPOLATE_MAX_ELEMENTS:
         return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
     chunks = x.chunk(n_out // _INTERPOLATE_MAX_ELEMENTS + 1, dim=0)
-    return torch.cat([F.interpolate(c, size=size, mode="bilinear", align_corners=True) for c in chunks], dim=0)
+    return torch.cat(
+        [F.interpolate(c, size=size, mode="bilinear", align_corners=True) for c in chunks], dim=0
+    )
 
 
 def uv_axes(
@@ -30,8 +32,12 @@ def uv_axes(
     span = (ar, 1) / sqrt(ar^2 + 1)."""
     diag = (aspect_ratio**2 + 1.0) ** 0.5
     span_x, span_y = aspect_ratio / diag, 1.0 / diag
-    xs = torch.linspace(-span_x * (width - 1) / width, span_x * (width - 1) / width, width, dtype=dtype, device=device)
-    ys = torch.linspace(-span_y * (height - 1) / height, span_y * (height - 1) / height, height, dtype=dtype, device=device)
+    xs = torch.linspace(
+        -span_x * (width - 1) / width, span_x * (width - 1) / width, width, dtype=dtype, device=device
+    )
+    ys = torch.linspace(
+        -span_y * (height - 1) / height, span_y * (height - 1) / height, height, dtype=dtype, device=device
+    )
     return xs, ys
 
 
@@ -50,10 +56,14 @@ def sincos_embed_1d(pos: Tensor, dim: int, omega_0: float) -> Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=1).float()
 
 
-def uv_position_embedding(height: int, width: int, channels: int, aspect_ratio: float, device: torch.device) -> Tensor:
+def uv_position_embedding(
+    height: int, width: int, channels: int, aspect_ratio: float, device: torch.device
+) -> Tensor:
     """(channels, height, width) embedding [sin u | cos u | sin v | cos v] of the aspect-aware uv grid."""
     grid = uv_grid(width, height, aspect_ratio, torch.float32, device).reshape(-1, 2)
-    emb = torch.cat([sincos_embed_1d(grid[:, 0], channels // 2, 100), sincos_embed_1d(grid[:, 1], channels // 2, 100)], -1)
+    emb = torch.cat(
+        [sincos_embed_1d(grid[:, 0], channels // 2, 100), sincos_embed_1d(grid[:, 1], channels // 2, 100)], -1
+    )
     return emb.reshape(height, width, channels).permute(2, 0, 1)
 
 
@@ -104,23 +114,6 @@ class FeatureFusionBlock(nn.Module):
         x = self.resConfUnit2(x)
         size = tuple(size) if size is not None else (x.shape[-2] * 2, x.shape[-1] * 2)
         return self.out_conv(interpolate_bilinear(x, size))
-
-
-def _residual_conv_fast(unit: ResidualConvUnit, x: Tensor) -> Tensor:
-    """``unit(x)`` reusing x's memory (x is consumed): relu(x) + conv2(relu(conv1(relu(x))))."""
-    x = F.relu_(x)
-    return unit.conv2(F.relu_(unit.conv1(x))).add_(x)
-
-
-def _fusion_fast(
-    block: FeatureFusionBlock, x: Tensor, skip: Tensor | None, size: Sequence[int] | None
-) -> Tensor:
-    """``block(x, skip, size)`` consuming x and skip (same numbers: the sums are the same, in place)."""
-    if skip is not None:
-        x = _residual_conv_fast(block.resConfUnit1, skip).add_(x)
-    x = _residual_conv_fast(block.resConfUnit2, x)
-    size = tuple(size) if size is not None else (x.shape[-2] * 2, x.shape[-1] * 2)
-    return block.out_conv(interpolate_bilinear(x, size))
 
 
 class DPTHead(nn.Module):
@@ -194,7 +187,9 @@ class DPTHead(nn.Module):
         out = s.refinenet1(out, l1)
         return s.output_conv1(out)
 
-    def forward_frames(self, layers: Sequence[Tensor], image_hw: tuple[int, int], patch_start_idx: int) -> Tensor:
+    def forward_frames(
+        self, layers: Sequence[Tensor], image_hw: tuple[int, int], patch_start_idx: int
+    ) -> Tensor:
         """Run the head on (N, P, C_in) tokens of N frames for each of the 4 layers.
 
         Returns the pre-activation map (N, output_dim, H', W'), or features (N, features, H', W').
@@ -210,7 +205,10 @@ class DPTHead(nn.Module):
                 x = self._add_pos_embed(x, image_hw)
             feats.append(self.resize_layers[k](x))
         out = self._fuse(feats)
-        out_hw = (int(grid_h * self.patch_size / self.down_ratio), int(grid_w * self.patch_size / self.down_ratio))
+        out_hw = (
+            int(grid_h * self.patch_size / self.down_ratio),
+            int(grid_w * self.patch_size / self.down_ratio),
+        )
         out = interpolate_bilinear(out, out_hw)
         if self.pos_embed:
             out = self._add_pos_embed(out, image_hw)
@@ -219,50 +217,6 @@ class DPTHead(nn.Module):
         return self.scratch.output_conv2(out)
 
     # ------------------------------------------------------------------ fast inference path
-    def _fuse_fast(self, feats: list[Tensor]) -> Tensor:
-        """:meth:`_fuse` consuming ``feats``: in-place ReLUs and sums, each map freed after its last use."""
-        s = self.scratch
-        layers = [getattr(s, f"layer{i}_rn") for i in range(1, 5)]
-        rn = [layers[i](feats[i]) for i in range(4)]
-        feats.clear()
-        out = _fusion_fast(s.refinenet4, rn.pop(), None, rn[2].shape[2:])
-        out = _fusion_fast(s.refinenet3, out, rn.pop(), rn[1].shape[2:])
-        out = _fusion_fast(s.refinenet2, out, rn.pop(), rn[0].shape[2:])
-        out = _fusion_fast(s.refinenet1, out, rn.pop(), None)
-        return s.output_conv1(out)
-
-    def forward_frames_fast(
-        self, layers: Sequence[Tensor], image_hw: tuple[int, int], patch_start_idx: int, channels_last: bool = False
-    ) -> Tensor:
-        """Inference-only :meth:`forward_frames`: the same numbers, with the position embedding added in place
-        from its two axes, intermediates freed as soon as used, and optionally channels-last convolutions.
-
-        Args:
-            layers: 4 tokens (N, P, C_in) of N frames, one per entry of ``intermediate_layer_idx``.
-        """
-        H, W = image_hw
-        grid_h, grid_w = H // self.patch_size, W // self.patch_size
-        aspect = W / H
-        feats = []
-        for k, tokens in enumerate(layers):
-            x = self.norm(tokens[:, patch_start_idx:])  # (N, g, C_in), already channels-last in memory
-            x = x.view(x.shape[0], grid_h, grid_w, x.shape[-1]).permute(0, 3, 1, 2)
-            if not channels_last:
-                x = x.contiguous()
-            x = self.projects[k](x)
-            if self.pos_embed:
-                add_uv_position_embedding_(x, aspect)
-            feats.append(self.resize_layers[k](x))
-            del x
-        out = self._fuse_fast(feats)
-        out_hw = (int(grid_h * self.patch_size / self.down_ratio), int(grid_w * self.patch_size / self.down_ratio))
-        out = interpolate_bilinear(out, out_hw)
-        if self.pos_embed:
-            add_uv_position_embedding_(out, aspect)
-        if self.feature_only:
-            return out
-        return self.scratch.output_conv2(out)
-
     def forward_fast(
         self,
         aggregated_tokens_list: Sequence[Tensor | None],
@@ -272,48 +226,37 @@ class DPTHead(nn.Module):
         dtype: torch.dtype = torch.float32,
         channels_last: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
-        """Inference-only :meth:`forward`, ``frames_chunk_size`` frames (over all sequences) per pass.
+        """Inference-only :meth:`forward` (see :func:`vggtkit.models.heads.dpt_fast.dpt_forward_fast`).
 
         Args:
-            aggregated_tokens_list: aggregator outputs (B, S, P, C_in), any float dtype, at least at
+            aggregated_tokens_list: aggregator outputs (B, S, P, C_in) of any float dtype, at least at
                 ``intermediate_layer_idx``.
             images_shape: (B, S, 3, H, W).
-            dtype: compute precision of the convolutions (reduced precision runs under autocast).
+            frames_chunk_size: frames (over all sequences) per pass.
+            dtype: precision of the convolutions.
+            channels_last: run the convolutions channels-last.
 
         Returns:
-            As :meth:`forward`, always float32.
+            As :meth:`forward`, in float32.
         """
-        B, S, _, H, W = images_shape
-        layers = [aggregated_tokens_list[i].flatten(0, 1) for i in self.intermediate_layer_idx]
-        n = B * S
-        device = layers[0].device
-        values = conf = None
-        reduced = dtype != torch.float32
-        with torch.autocast(device.type, dtype=dtype if reduced else None, enabled=reduced):
-            for f0 in range(0, n, frames_chunk_size):
-                f1 = min(f0 + frames_chunk_size, n)
-                chunk = [t[f0:f1] if reduced else t[f0:f1].float() for t in layers]
-                out = self.forward_frames_fast(chunk, (H, W), patch_start_idx, channels_last)
-                del chunk
-                if self.feature_only:
-                    if values is None:
-                        values = torch.empty(n, *out.shape[1:], device=device, dtype=torch.float32)
-                    values[f0:f1] = out
-                    continue
-                vals, cf = self.activate(out.float())
-                del out
-                if values is None:
-                    values = torch.empty(n, *vals.shape[1:], device=device, dtype=torch.float32)
-                    conf = torch.empty(n, *cf.shape[1:], device=device, dtype=torch.float32)
-                values[f0:f1], conf[f0:f1] = vals, cf
-        if self.feature_only:
-            return values.unflatten(0, (B, S))
-        return values.unflatten(0, (B, S)), conf.unflatten(0, (B, S))
+        from vggtkit.models.heads.dpt_fast import dpt_forward_fast
+
+        return dpt_forward_fast(
+            self,
+            aggregated_tokens_list,
+            images_shape,
+            patch_start_idx,
+            frames_chunk_size,
+            dtype,
+            channels_last,
+        )
 
     def activate(self, out: Tensor) -> tuple[Tensor, Tensor]:
         """(..., C, H, W) pre-activation -> values (..., H, W, C-1) and confidence (..., H, W)."""
         out = out.movedim(-3, -1)
-        return apply_point_activation(out[..., :-1], self.activation), apply_conf_activation(out[..., -1], self.conf_activation)
+        return apply_point_activation(out[..., :-1], self.activation), apply_conf_activation(
+            out[..., -1], self.conf_activation
+        )
 
     def forward(
         self,

@@ -44,17 +44,22 @@ class BaseTrackerPredictor(nn.Module):
         self.transformer_dim = 3 * latent_dim + 4  # flow embedding (latent + 4), correlation, track features
         self.corr_mlp = Mlp(corr_levels * (2 * corr_radius + 1) ** 2, hidden_size, latent_dim)
         self.query_ref_token = nn.Parameter(torch.randn(1, 2, self.transformer_dim))
-        self.updateformer = EfficientUpdateFormer(self.transformer_dim, hidden_size, latent_dim + 2, depth=depth)
+        self.updateformer = EfficientUpdateFormer(
+            self.transformer_dim, hidden_size, latent_dim + 2, depth=depth
+        )
         self.fmap_norm = nn.LayerNorm(latent_dim)
         self.ffeat_norm = nn.GroupNorm(1, latent_dim)
         self.ffeat_updater = nn.Sequential(nn.Linear(latent_dim, latent_dim), nn.GELU())
         self.vis_predictor = nn.Sequential(nn.Linear(latent_dim, 1))
         self.conf_predictor = nn.Sequential(nn.Linear(latent_dim, 1))
 
-    def forward(self, query_points: Tensor, fmaps: Tensor, iters: int = 4) -> tuple[list[Tensor], Tensor, Tensor]:
+    def forward(
+        self, query_points: Tensor, fmaps: Tensor, iters: int = 4, frames_chunk_size: int | None = None
+    ) -> tuple[list[Tensor], Tensor, Tensor]:
         """Args:
             query_points: (B, N, 2) pixel (x, y) in frame 0 of the input images.
             fmaps: (B, S, C, h, w) feature maps at 1/stride resolution.
+            frames_chunk_size: frames per correlation pass (memory; None: all at once, as the reference).
 
         Returns:
             ``iters`` track estimates (B, S, N, 2) in input pixels, visibility (B, S, N) and confidence (B, S, N),
@@ -70,7 +75,9 @@ class BaseTrackerPredictor(nn.Module):
         # Same positional vector for every frame of a track: the embedding at its query position.
         pos_embed = sincos_grid_embedding(self.transformer_dim, h, w, fmaps.device).expand(B, -1, -1, -1)
         pos_embed = sample_features(pos_embed, queries).reshape(B * N, 1, -1)
-        ref_token = torch.cat([self.query_ref_token[:, :1], self.query_ref_token[:, 1:].expand(-1, S - 1, -1)], 1)
+        ref_token = torch.cat(
+            [self.query_ref_token[:, :1], self.query_ref_token[:, 1:].expand(-1, S - 1, -1)], 1
+        )
 
         def per_track(t: Tensor) -> Tensor:  # (B, S, N, D) -> (B*N, S, D)
             return t.permute(0, 2, 1, 3).reshape(B * N, S, t.shape[-1])
@@ -78,10 +85,17 @@ class BaseTrackerPredictor(nn.Module):
         predictions = []
         for _ in range(iters):
             coords = coords.detach()
-            corr = self.corr_mlp(per_track(corr_block.sample(track_feats, coords)))
+            corr = self.corr_mlp(per_track(corr_block.sample(track_feats, coords, frames_chunk_size)))
             flows = per_track(coords - coords[:, :1])
-            flow_emb = torch.cat([flow_embedding(flows, self.latent_dim // 2), flows / self.max_scale, flows / self.max_scale], -1)
-            x = torch.cat([flow_emb, corr, per_track(track_feats)], dim=-1) + pos_embed + ref_token.to(flows.dtype)
+            flow_emb = torch.cat(
+                [flow_embedding(flows, self.latent_dim // 2), flows / self.max_scale, flows / self.max_scale],
+                -1,
+            )
+            x = (
+                torch.cat([flow_emb, corr, per_track(track_feats)], dim=-1)
+                + pos_embed
+                + ref_token.to(flows.dtype)
+            )
             delta = self.updateformer(x.reshape(B, N, S, -1))  # (B, N, S, 2 + C)
             delta_coords = delta[..., :2].permute(0, 2, 1, 3)
             delta_feats = delta[..., 2:].reshape(B * N * S, C)

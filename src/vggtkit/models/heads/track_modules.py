@@ -33,7 +33,9 @@ def sincos_grid_embedding(dim: int, grid_h: int, grid_w: int, device: torch.devi
         angles = pos.reshape(-1).double()[:, None] * omega[None]
         return torch.cat([angles.sin(), angles.cos()], dim=1)
 
-    rows, cols = torch.meshgrid(torch.arange(grid_h, dtype=torch.float32), torch.arange(grid_w, dtype=torch.float32), indexing="ij")
+    rows, cols = torch.meshgrid(
+        torch.arange(grid_h, dtype=torch.float32), torch.arange(grid_w, dtype=torch.float32), indexing="ij"
+    )
     emb = torch.cat([embed_1d(cols, dim // 2), embed_1d(rows, dim // 2)], dim=1).float()
     return emb.reshape(1, grid_h, grid_w, dim).permute(0, 3, 1, 2).to(device)
 
@@ -71,12 +73,29 @@ class CorrBlock:
         offset_x, offset_y = torch.meshgrid(lin, lin, indexing="ij")  # [a, b] -> (lin[a], lin[b])
         self.offsets = torch.stack([offset_x, offset_y], dim=-1)  # (2r+1, 2r+1, 2) as (dx, dy)
 
-    def sample(self, track_feats: Tensor, coords: Tensor) -> Tensor:
-        """track_feats (B, S, N, C), coords (B, S, N, 2) at level 0 -> (B, S, N, levels * (2r+1)^2)."""
+    def sample(self, track_feats: Tensor, coords: Tensor, frames_chunk_size: int | None = None) -> Tensor:
+        """track_feats (B, S, N, C), coords (B, S, N, 2) at level 0 -> (B, S, N, levels * (2r+1)^2).
+
+        ``frames_chunk_size`` bounds the memory of the full-resolution correlation volumes (B, s, N, H*W) by
+        computing them for that many frames at a time (same numbers).
+        """
+        S = track_feats.shape[1]
+        if frames_chunk_size is not None and frames_chunk_size < S:
+            parts = [
+                self._sample_frames(
+                    track_feats[:, s : s + frames_chunk_size], coords[:, s : s + frames_chunk_size], s
+                )
+                for s in range(0, S, frames_chunk_size)
+            ]
+            return torch.cat(parts, dim=1)
+        return self._sample_frames(track_feats, coords, 0)
+
+    def _sample_frames(self, track_feats: Tensor, coords: Tensor, first: int) -> Tensor:
         B, S, N, C = track_feats.shape
         window = 2 * self.radius + 1
         out = []
         for level, fmaps in enumerate(self.pyramid):
+            fmaps = fmaps[:, first : first + S]
             H, W = fmaps.shape[-2:]
             corr = torch.matmul(track_feats, fmaps.reshape(B, S, C, H * W)) / math.sqrt(C)  # (B, S, N, H*W)
             corr = corr.reshape(B * S * N, 1, H, W)
@@ -166,7 +185,9 @@ class EfficientUpdateFormer(nn.Module):
         self.input_transform = nn.Linear(input_dim, hidden_size)
         self.output_norm = nn.LayerNorm(hidden_size)
         self.flow_head = nn.Linear(hidden_size, output_dim)
-        self.virual_tracks = nn.Parameter(torch.randn(1, num_virtual_tracks, 1, hidden_size))  # key typo as released
+        self.virual_tracks = nn.Parameter(
+            torch.randn(1, num_virtual_tracks, 1, hidden_size)
+        )  # key typo as released
 
         def blocks(cls: type[nn.Module]) -> nn.ModuleList:
             return nn.ModuleList(cls(hidden_size, num_heads, mlp_ratio) for _ in range(depth))
