@@ -204,3 +204,21 @@ def test_loss_config_validation():
     with pytest.raises(ValueError, match="unknown"):
         LossConfig.from_dict({"camera_wieght": 1})
     assert LossConfig(variant="paper").resolved_camera_distance == "huber"
+
+
+def test_log_depth_space_scores_relative_errors():
+    ext, K = _cameras(b=1, s=2)
+    mask = torch.ones(1, 2, 12, 12, dtype=torch.bool)
+    conf = torch.full((1, 2, 12, 12), 1.0)
+    values = []
+    for scale in (1.0, 10.0):
+        gt = torch.full((1, 2, 12, 12), 2.0 * scale)
+        batch = {"images": torch.zeros(1, 2, 3, 12, 12), "extrinsics": ext, "intrinsics": K, "depths": gt}
+        batch["point_masks"] = mask
+        predictions = {"depth": (gt * 1.1)[..., None], "depth_conf": conf}
+        config = LossConfig(camera_weight=0, depth_space="log")
+        values.append(MultitaskLoss(config)(predictions, batch)["loss_reg_depth"].item())
+    assert values[0] == pytest.approx(math.log(1.1), rel=1e-4)
+    assert values[1] == pytest.approx(values[0], rel=1e-4)  # the same relative error costs the same
+    with pytest.raises(ValueError, match="depth_space"):
+        LossConfig(depth_space="inverse")

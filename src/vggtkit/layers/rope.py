@@ -72,19 +72,18 @@ class RotaryPositionEmbedding2D(nn.Module):
 class RopeTables(NamedTuple):
     """Precomputed rotation of a token sequence for the fast path (see :func:`rope_tables`).
 
-    cos, sin_signed: (N, 1, D) broadcast over (..., N, heads, D); ``perm`` (D,) gathers each channel's partner.
+    cos, sin_signed: (N, 1, D) broadcast over (..., N, heads, D); ``sin_signed`` carries the rotate-half sign.
     """
 
     cos: Tensor
     sin_signed: Tensor
-    perm: Tensor
 
     def repeat(self, times: int) -> RopeTables:
         """Tables of a sequence made of ``times`` copies of this one (global attention over frames)."""
-        return RopeTables(self.cos.repeat(times, 1, 1), self.sin_signed.repeat(times, 1, 1), self.perm)
+        return RopeTables(self.cos.repeat(times, 1, 1), self.sin_signed.repeat(times, 1, 1))
 
     def slice(self, start: int, stop: int) -> RopeTables:
-        return RopeTables(self.cos[start:stop], self.sin_signed[start:stop], self.perm)
+        return RopeTables(self.cos[start:stop], self.sin_signed[start:stop])
 
 
 def rope_tables(
@@ -101,19 +100,19 @@ def rope_tables(
     """
     dim = head_dim // 2
     cos_table, sin_table = rope._tables(dim, int(pos.max()) + 1, pos.device, torch.float32)
-    half = dim // 2
     sign = torch.ones(dim, device=pos.device)
-    sign[:half] = -1  # rotate-half: channel i < half pairs with -x[i + half]
+    sign[: dim // 2] = -1  # rotate-half: channel i < dim/2 pairs with -x[i + dim/2]
     cos = torch.cat([cos_table[pos[:, 0]], cos_table[pos[:, 1]]], dim=-1)
     sin = torch.cat([sin_table[pos[:, 0]] * sign, sin_table[pos[:, 1]] * sign], dim=-1)
-    one_axis = torch.cat([torch.arange(half, dim), torch.arange(0, half)])
-    perm = torch.cat([one_axis, one_axis + dim]).to(pos.device)
-    return RopeTables(cos[:, None].to(dtype), sin[:, None].to(dtype), perm)
+    return RopeTables(cos[:, None].to(dtype), sin[:, None].to(dtype))
 
 
 def apply_rope_(x: Tensor, tables: RopeTables) -> Tensor:
-    """Rotate x (..., N, heads, D) in place with precomputed tables; returns x."""
-    rotated = x.index_select(-1, tables.perm)
+    """Rotate x (..., N, heads, D) in place with precomputed tables; returns x.
+
+    Each axis (row, col) owns half of the D channels, and inside it the two quarters swap places (rotate-half).
+    """
+    rotated = x.unflatten(-1, (2, 2, x.shape[-1] // 4)).flip(-2).flatten(-3)
     x.mul_(tables.cos)
     x.add_(rotated.mul_(tables.sin_signed))
     return x

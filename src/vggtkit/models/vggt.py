@@ -137,16 +137,21 @@ class VGGT(nn.Module):
         options: InferenceOptions | str | torch.dtype | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> dict[str, Any]:
-        """Args:
-        images: (S, 3, H, W) or (B, S, 3, H, W) RGB in [0, 1]; H, W multiples of the patch size.
-        query_points: (N, 2) or (B, N, 2) pixel (x, y) in frame 0, for the track head.
-        return_all_layers: also return every aggregator output as ``aggregated_tokens_list`` (debugging,
-            parity tests); by default only the layers the heads read are kept.
-        options: :class:`~vggtkit.inference.InferenceOptions` or a dtype name ('float32', 'bfloat16',
-            'float16'). None: the fast float32 path in eval mode without gradients (or, under an enabled
-            ``torch.autocast``, its dtype for the aggregator); the reference path when training or when
-            gradients are enabled, since only that path supports autograd.
-        progress: called with (done, total) steps (patch embedder, blocks, heads) on the fast path.
+        """Predict cameras, depth, point maps (and tracks) for every frame.
+
+        Args:
+            images: (S, 3, H, W) or (B, S, 3, H, W) RGB in [0, 1]; H, W multiples of the patch size.
+            query_points: (N, 2) or (B, N, 2) pixel (x, y) in frame 0, for the track head.
+            return_all_layers: also return every aggregator output as ``aggregated_tokens_list`` (debugging,
+                parity tests); by default only the layers the heads read are kept.
+            options: :class:`~vggtkit.inference.InferenceOptions` or a dtype name ('float32', 'bfloat16',
+                'float16'). None: the fast float32 path in eval mode without gradients (or, under an enabled
+                ``torch.autocast``, the fast path in its dtype); the reference path when training or when
+                gradients are enabled, since only that path supports autograd.
+            progress: called with (done, total) steps: patch embedder, each block, each head.
+
+        Raises:
+            ValueError: bad inputs or options (with the fix in the message).
         """
         images, query_points = _check_inputs(images, query_points, self.config.patch_size)
         opts = as_options(options)
@@ -252,7 +257,6 @@ class VGGT(nn.Module):
         with torch.autocast(device.type, enabled=False):
             tokens, patch_start_idx = self.aggregator.forward_fast(images, keep, plan, tick)
         predictions: dict[str, Any] = {}
-        B, S = images.shape[:2]
         reduced = plan.heads_dtype != torch.float32
         if self.camera_head is not None:
             camera_tokens = tokens[-1][:, :, :1]

@@ -28,6 +28,7 @@ from vggtkit.geometry import extri_intri_to_pose_encoding, standardize_quat
 LOSS_VARIANTS = ("released", "paper")
 CAMERA_DISTANCES = ("l1", "l2", "huber")
 GRADIENT_LOSSES = ("grad", "grad+conf", "normal", "normal+conf", "none")
+DEPTH_SPACES = ("linear", "log")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,9 @@ class LossConfig:
         depth_gradient_loss, point_gradient_loss: "grad", "grad+conf", "normal", "normal+conf" or "none".
         track_gamma: iteration weight base of the track position loss.
         track_conf_threshold: pixel error under which a track counts as confident.
+        depth_space: "linear" (as released: errors in normalised scene units, dominated by far surfaces) or
+            "log" (a vggtkit extension: the same terms on log depth, so errors count relative to the depth, as
+            the AbsRel metric does).
     """
 
     variant: str = "released"
@@ -66,8 +70,11 @@ class LossConfig:
     point_gradient_loss: str = "normal"
     track_gamma: float = 0.8
     track_conf_threshold: float = 3.0
+    depth_space: str = "linear"
 
     def __post_init__(self) -> None:
+        if self.depth_space not in DEPTH_SPACES:
+            raise ValueError(f"depth_space must be one of {DEPTH_SPACES}, got {self.depth_space!r}")
         if self.variant not in LOSS_VARIANTS:
             raise ValueError(f"loss variant must be one of {LOSS_VARIANTS}, got {self.variant!r}")
         if self.camera_distance is not None and self.camera_distance not in CAMERA_DISTANCES:
@@ -434,9 +441,12 @@ class MultitaskLoss(torch.nn.Module):
         if cfg.depth_weight > 0:
             if "depth" not in predictions:
                 raise ValueError("depth_weight > 0 but the model has no depth head (enable_depth=False)")
+            pred_depth, gt_depth = predictions["depth"], batch["depths"][..., None]
+            if cfg.depth_space == "log":
+                pred_depth, gt_depth = pred_depth.clamp(min=1e-6).log(), gt_depth.clamp(min=1e-6).log()
             depth = regression_loss(
-                predictions["depth"],
-                batch["depths"][..., None],
+                pred_depth,
+                gt_depth,
                 batch["point_masks"],
                 predictions["depth_conf"],
                 cfg,
