@@ -19,12 +19,13 @@ width C, ``c``/``s``/``h`` bytes per element of the compute, stored-layer and he
   attention's keys and values ``2 * S*P*C * c``;
 * the largest transient of one stage: a frame chunk of ``f`` frames in the patch embedder or frame attention
   needs about ``f*P*C * (4 + 2c)`` plus a token chunk of ``t`` tokens ``t*C * (10c + 16)`` (queries, attention
-  output, MLP hidden layer); a DPT chunk of ``d`` frames needs about ``d * (3*F*(8H/p)*(8W/p) + F*H*W) * h``
-  bytes (F = ``dpt_features``: the fusion maps at 8x the patch grid, then the half-width map at full size).
+  output, MLP hidden layer); a DPT chunk of ``d`` frames needs about ``d * (2*F*(8H/p)*(8W/p) + (F/2+32)*H*W) * h``
+  bytes (F = ``dpt_features``: two fusion maps at 8x the patch grid, then the F/2- and 32-channel maps at full
+  size; about 270 MB for one 518x392 frame of VGGT-1B in float32).
 
 ``max_memory`` bounds the weights plus this estimate; chunk sizes are the largest that fit (frame attention also
-stops at about one token chunk of frames, ``t // P``, and a DPT pass at 8 frames). Without ``max_memory`` a stage may use 512 MB. Python and the
-torch runtime (about 0.3 GB) come on top.
+stops at about one token chunk of frames, ``t // P``, and a DPT pass at 8 frames). Without ``max_memory`` a stage
+may use 256 MiB. Python and the torch runtime (about 0.3 GB) come on top; measured peaks are in the README.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ _MEMORY_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
 
 # Defaults of the automatic chunk sizes (used when neither the chunk sizes nor max_memory are given).
 DEFAULT_TOKEN_CHUNK = 2048  # tokens per attention/MLP pass: keeps temporaries below ~40 MB at C=1024
-DEFAULT_WORKSPACE_BYTES = 512 * 2**20  # transient memory one stage may use
+DEFAULT_WORKSPACE_BYTES = 256 * 2**20  # transient memory one stage may use
 MAX_AUTO_HEAD_CHUNK = 8  # frames per DPT pass (the official default); larger gains nothing on a CPU
 
 
@@ -125,12 +126,13 @@ class InferenceOptions:
         dtype: compute precision of the aggregator (patch embedder and attention blocks): float32 (default,
             matches the reference path), bfloat16 (fast on CPUs with AMX and on recent GPUs) or float16 (GPUs).
             The residual stream stays float32, as under the official code's autocast.
-        heads_dtype: compute precision of the camera and DPT heads; None means float32 (the default, as the
-            official code). The tracker itself always runs in float32.
+        heads_dtype: compute precision of the DPT heads (depth, points, track features); None means float32 (the
+            default, as the official code). The tracker always runs in float32, and the camera head (one token per
+            frame, bound by reading its weights) in the dtype of its weights.
         store_layers_dtype: precision of the kept aggregator layers between the aggregator and the heads; None
             means float32 when ``dtype`` is float32, otherwise ``dtype`` (halves their memory).
         frame_chunk_size: frames per pass of the patch embedder, frame attention and DPT heads. None picks it
-            from ``max_memory`` (or a 512 MB workspace).
+            from ``max_memory`` (or a 256 MiB workspace).
         query_chunk_size: tokens per pass of attention (queries against all keys) and of the MLPs. None picks
             2048 (fewer when ``max_memory`` is tight).
         max_memory: budget in bytes (or a string like '8GB') for the weights plus the estimated tensors of the
@@ -226,7 +228,6 @@ class ExecutionPlan:
     token_chunk: int
     channels_last: bool
     estimated_bytes: int
-    progress: Callable[[int, int], None] | None = None
 
 
 def _nbytes(dtype: torch.dtype) -> int:
@@ -265,8 +266,8 @@ def _frame_chunk_bytes(z: _Sizes, f: int, c: int) -> int:
 def _dpt_chunk_bytes(z: _Sizes, d: int, h: int) -> int:
     if not z.has_dpt:
         return 0
-    fused = 3 * z.dpt_features * (8 * z.H // z.patch) * (8 * z.W // z.patch)
-    return d * (fused + z.dpt_features * z.H * z.W) * h
+    fused = 2 * z.dpt_features * (8 * z.H // z.patch) * (8 * z.W // z.patch)
+    return d * (fused + (z.dpt_features // 2 + 32) * z.H * z.W) * h
 
 
 def plan_inference(
@@ -276,7 +277,6 @@ def plan_inference(
     device: torch.device,
     weights_bytes: int = 0,
     n_keep: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
 ) -> ExecutionPlan:
     """Choose the chunk sizes of a fast-path call for images of shape (B, S, 3, H, W).
 
@@ -359,7 +359,6 @@ def plan_inference(
         token_chunk=token_chunk,
         channels_last=bool(channels_last),
         estimated_bytes=int(estimated),
-        progress=progress,
     )
 
 

@@ -26,7 +26,7 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAMES = ("model.safetensors", "model.pt", "pytorch_model.bin", "model.pth")
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 # Models shipped inside the package: name -> folder (relative to vggtkit/assets) in the Hugging Face layout.
-BUNDLED_MODELS: dict[str, str] = {}
+BUNDLED_MODELS: dict[str, str] = {"tiny-synthetic": "tiny-synthetic"}
 
 
 class CheckpointError(ValueError):

@@ -104,11 +104,17 @@ def _layer_norm(x: Tensor, norm: _Norm | None) -> Tensor:
 
 
 def _add_scaled_(x: Tensor, branch: Tensor, gamma: Tensor | None) -> None:
-    """x += branch * gamma, in float32 (x is the float32 residual stream)."""
-    branch = branch.float() if branch.dtype != x.dtype else branch
-    if gamma is not None:
-        branch = branch.mul_(gamma)
-    x.add_(branch)
+    """x += branch * gamma, in float32 (x is the float32 residual stream).
+
+    In float32 this is two passes with the reference's rounding; a reduced-precision branch is scaled and added
+    in one fused pass (no float32 copy of it).
+    """
+    if gamma is None:
+        x.add_(branch)
+    elif branch.dtype != x.dtype:
+        x.addcmul_(branch, gamma)
+    else:
+        x.add_(branch.mul_(gamma))
 
 
 def _heads(t: Tensor, num_heads: int, norm: _Norm | None, rope: RopeTables | None) -> Tensor:

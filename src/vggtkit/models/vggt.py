@@ -257,14 +257,14 @@ class VGGT(nn.Module):
         with torch.autocast(device.type, enabled=False):
             tokens, patch_start_idx = self.aggregator.forward_fast(images, keep, plan, tick)
         predictions: dict[str, Any] = {}
-        reduced = plan.heads_dtype != torch.float32
         if self.camera_head is not None:
-            camera_tokens = tokens[-1][:, :, :1]
-            camera_tokens = camera_tokens.to(plan.heads_dtype) if reduced else camera_tokens.float()
-            with torch.autocast(device.type, dtype=plan.heads_dtype if reduced else None, enabled=reduced):
-                pose_enc_list = [p.float() for p in self.camera_head(camera_tokens)]
-            predictions["pose_enc"] = pose_enc_list[-1]
-            predictions["pose_enc_list"] = pose_enc_list
+            # The camera head sees one token per frame: its cost is reading its weights, so it runs in the dtype
+            # its weights are stored in (float32 unless ``weights_dtype`` converted them).
+            camera_dtype = self.camera_head.pose_branch.fc1.weight.dtype
+            with torch.autocast(device.type, enabled=False):
+                pose_enc_list = self.camera_head(tokens[-1][:, :, :1].to(camera_dtype))
+            predictions["pose_enc_list"] = [p.float() for p in pose_enc_list]
+            predictions["pose_enc"] = predictions["pose_enc_list"][-1]
             tick()
         dpt_args = (
             tokens,
