@@ -158,18 +158,18 @@ def block_forward_(
         return _block_one_pass_(x, w, H, rope, dtype)
     chunks = [(s, min(s + token_chunk, N)) for s in range(0, N, token_chunk)]
 
-    # Pass 1: keys and values of every token (all that attention needs besides the current queries).
-    keys = torch.empty(B, N, H, D, dtype=dtype, device=x.device)
-    values = torch.empty(B, N, H, D, dtype=dtype, device=x.device)
+    # Pass 1: keys and values of every token (all that attention needs besides the current queries), stored
+    # (B, heads, N, D) as attention reads them.
+    keys = torch.empty(B, H, N, D, dtype=dtype, device=x.device)
+    values = torch.empty(B, H, N, D, dtype=dtype, device=x.device)
     for s, e in chunks:
         h = _layer_norm(x[:, s:e], w.norm1).to(dtype)
         kv = F.linear(h, w.kv_w, w.kv_b)
         del h
         k, v = kv.split(C, dim=-1)
-        keys[:, s:e] = _heads(k, H, w.k_norm, None if rope is None else rope.slice(s, e))
-        values[:, s:e] = v.view(B, e - s, H, D)
+        keys[:, :, s:e] = _heads(k, H, w.k_norm, None if rope is None else rope.slice(s, e)).transpose(1, 2)
+        values[:, :, s:e] = v.view(B, e - s, H, D).transpose(1, 2)
         del kv, k, v
-    k_t, v_t = keys.transpose(1, 2), values.transpose(1, 2)
 
     # Pass 2, per query chunk: attention, residual, MLP, residual. The chunk's rows of x are still the input
     # rows when its queries are computed, since chunks do not overlap.
@@ -178,11 +178,18 @@ def block_forward_(
         h = _layer_norm(xs, w.norm1).to(dtype)
         q = _heads(F.linear(h, w.q_w, w.q_b), H, w.q_norm, None if rope is None else rope.slice(s, e))
         del h
-        attn = F.scaled_dot_product_attention(q.transpose(1, 2), k_t, v_t)  # (B, H, n, D)
+        attn = F.scaled_dot_product_attention(_sdpa_layout(q, dtype), keys, values)  # (B, H, n, D)
         del q
         _attention_out_and_mlp_(xs, attn, w, dtype)
         del attn
     return x
+
+
+def _sdpa_layout(t: Tensor, dtype: torch.dtype) -> Tensor:
+    """(B, n, heads, D) -> (B, heads, n, D) for SDPA: a copy in float32, where the CPU kernel runs about 10%
+    faster on contiguous inputs (the same numbers), a view otherwise."""
+    t = t.transpose(1, 2)
+    return t.contiguous() if dtype == torch.float32 and t.device.type == "cpu" else t
 
 
 def _attention_out_and_mlp_(xs: Tensor, attn: Tensor, w: _BlockWeights, dtype: torch.dtype) -> None:
@@ -205,7 +212,9 @@ def _block_one_pass_(
     q, k, v = qkv.split(C, dim=-1)
     q, k = _heads(q, H, w.q_norm, rope), _heads(k, H, w.k_norm, rope)
     v = v.view(B, N, H, C // H)
-    attn = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+    attn = F.scaled_dot_product_attention(
+        _sdpa_layout(q, dtype), _sdpa_layout(k, dtype), _sdpa_layout(v, dtype)
+    )
     del q, k, v, qkv
     _attention_out_and_mlp_(x, attn, w, dtype)
     return x

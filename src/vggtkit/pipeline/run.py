@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from vggtkit.geometry import pose_encoding_to_extri_intri, unproject_depth_map_to_point_map
+from vggtkit.inference import InferenceOptions
 from vggtkit.io.images import PATCH_SIZE, PreprocessMode, pad_offsets, preprocess_image, preprocess_layout
 from vggtkit.pipeline.inputs import InputFrame, InputPath, find_inputs, resolve_inputs
 from vggtkit.pipeline.reconstruction import Reconstruction
@@ -224,15 +225,12 @@ def _run_model(
 ) -> dict:
     """One forward pass: images (S, 3, H, W) in [0, 1] -> the model's prediction dict (batch of 1).
 
-    The only place the model is called; float32 runs as is, bfloat16 / float16 under ``torch.autocast``
-    (the heads keep float32 inside the model).
+    The only place the model is called. The model's fast inference path computes the aggregator in ``dtype``
+    (bfloat16 / float16 without autocast) and keeps the heads in float32.
     """
     images = images.to(device)
     with torch.inference_mode():
-        if dtype == torch.float32:
-            return model(images)
-        with torch.autocast(device_type=device.type, dtype=dtype):
-            return model(images)
+        return model(images, options=InferenceOptions(dtype=dtype))
 
 
 def _is_oom(exc: BaseException) -> bool:
