@@ -27,3 +27,12 @@ def golden_vggt():
 def device() -> torch.device:
     """Device under test: $VGGTKIT_TEST_DEVICE, default cpu."""
     return torch.device(os.environ.get("VGGTKIT_TEST_DEVICE", "cpu"))
+
+
+@pytest.fixture
+def one_thread():
+    """Small models run far faster on one thread than on two on a loaded 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from vggtkit import VGGT
 from vggtkit.cli import main
@@ -13,14 +12,7 @@ from vggtkit.data.scene_folder import save_scene_folder
 from vggtkit.data.synthetic import SyntheticSceneConfig, render_scene
 from vggtkit.train.config import TrainConfig
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models run far faster on one thread than on two on a loaded 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -5,18 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
-import torch
 
 from vggtkit.cli import main
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models run far faster on one thread than on two on a loaded 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_quickstart_reconstructs_the_example_scores_it_and_exports(tmp_path, capsys):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from vggtkit import VGGT
 from vggtkit.data.synthetic import load_heldout_set, render_scene
@@ -11,14 +10,7 @@ from vggtkit.eval import evaluate_methods, identity_constant_baseline, model_met
 from vggtkit.train.config import MODEL_PRESETS, TrainConfig
 from vggtkit.weights import BUNDLED_MODELS, resolve_checkpoint
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small models run far faster on one thread than on two on a loaded 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_bundled_weights_are_registered_small_and_match_the_preset():
