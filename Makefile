@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml scripts/setup.sh
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/vggtkit quickstart
+	$(VENV)/bin/vggtkit quickstart $(ARGS)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 GRADIO_ANALYTICS_ENABLED=False MPLBACKEND=Agg $(PY) -m pytest -q -p no:cacheprovider tests

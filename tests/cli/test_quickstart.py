@@ -32,3 +32,13 @@ def test_quickstart_rejects_a_scene_without_depth(tmp_path, capsys):
     (tmp_path / "s" / "images").mkdir(parents=True)
     assert main(["quickstart", "--scene", str(tmp_path / "s"), "--out", str(tmp_path / "o")]) == 2
     assert "cameras.json" in capsys.readouterr().err
+
+
+def test_quickstart_demo_option_starts_the_demo_on_the_example(monkeypatch):
+    import vggtkit.cli
+
+    calls = []
+    real_main = vggtkit.cli.main
+    monkeypatch.setattr(vggtkit.cli, "main", lambda argv: calls.append(list(argv)) or 0)
+    assert real_main(["quickstart", "--demo", "--device", "cpu"]) == 0
+    assert calls == [["demo", "--example", "--device", "cpu", "--dtype", "float32"]]

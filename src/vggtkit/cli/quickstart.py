@@ -33,6 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--formats", default=DEFAULT_FORMATS, help=f"comma-separated exports (default: {DEFAULT_FORMATS})"
     )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="instead, start the web demo with the bundled example reconstructed (same as `vggtkit demo --example`)",
+    )
     add_device_options(parser)
     parser.set_defaults(func=run)
 
@@ -44,6 +49,11 @@ def _example_folder():
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.demo:
+        from vggtkit.cli import main
+
+        return main(["demo", "--example", "--device", args.device, "--dtype", args.dtype])
+
     from pathlib import Path
 
     import numpy as np
