@@ -10,7 +10,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 .venv/bin/python -m pip install -q "torch==${TORCH_VERSION}"
 constraints=$(mktemp)
 trap 'rm -f "$constraints"' EXIT
-.venv/bin/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > "$constraints"
+.venv/bin/python -c "import torch; print('torch==' + torch.__version__.split('+')[0])" 2>/dev/null > "$constraints"
 .venv/bin/python -m pip install -q -c "$constraints" -e ".[dev]"
 
 # Debian's chromium for the web demo's browser tests (tests/app/test_browser.py, driven by Playwright).
