@@ -12,6 +12,7 @@ within 0.1.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 from pathlib import Path
@@ -83,6 +84,13 @@ def main(argv: list[str] | None = None) -> int:
             "fast bfloat16, heads bfloat16": InferenceOptions(dtype="bfloat16", heads_dtype="bfloat16"),
         }
         rows = {name: drift(model(images, queries, options=o), ref) for name, o in modes.items()}
+        # Last: bfloat16 weights are converted in place, on a copy so the float32 model stays for the emulation.
+        lean = copy.deepcopy(model)
+        rows["fast bfloat16, heads and weights bfloat16"] = drift(
+            lean(images, queries, options=InferenceOptions(dtype="bfloat16", heads_dtype="bfloat16",
+                                                           weights_dtype="bfloat16")),
+            ref,
+        )  # fmt: skip
     rows["official-style autocast bfloat16 (emulated)"] = drift(
         official_autocast(model, images, torch.bfloat16), ref
     )

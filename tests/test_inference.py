@@ -108,9 +108,12 @@ def test_default_plan_for_vggt_1b_keeps_chunks_small():
 
 def test_plan_grows_chunks_with_the_budget_and_fixed_chunks_win():
     config, shape = VGGTConfig(), (2, 10, 3, 392, 518)
-    small = plan_inference(config, shape, InferenceOptions(max_memory="8GB"), CPU, 5_000_000_000)
-    large = plan_inference(config, shape, InferenceOptions(max_memory="40GB"), CPU, 5_000_000_000)
+    gpu = torch.device("cuda")  # planning only: no GPU needed
+    small = plan_inference(config, shape, InferenceOptions(max_memory="8GB"), gpu, 5_000_000_000)
+    large = plan_inference(config, shape, InferenceOptions(max_memory="40GB"), gpu, 5_000_000_000)
     assert small.head_chunk < large.head_chunk <= 8
+    on_cpu = plan_inference(config, shape, InferenceOptions(max_memory="40GB"), CPU, 5_000_000_000)
+    assert on_cpu.head_chunk == 1  # larger DPT passes are slower on CPUs
     assert small.estimated_bytes <= 8e9
     fixed = plan_inference(config, shape, InferenceOptions(frame_chunk_size=3, query_chunk_size=100), CPU)
     assert (fixed.frame_chunk, fixed.head_chunk, fixed.embed_chunk, fixed.token_chunk) == (3, 3, 3, 100)

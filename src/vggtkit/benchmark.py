@@ -405,6 +405,7 @@ def run_case(case: Case) -> list[dict[str, Any]]:
     loadavg_start = os.getloadavg() if hasattr(os, "getloadavg") else (math.nan,) * 3
     best: dict[str, PathResult] = {}
     step_min: dict[str, list[float]] = {}
+    path_weights: dict[str, int] = {}
     peak_delta: dict[str, int] = {}
     reference: dict[str, torch.Tensor] | None = None
     errors: dict[str, dict[str, float]] = {}
@@ -424,6 +425,7 @@ def run_case(case: Case) -> list[dict[str, Any]]:
             "%s %s: %.2f s, peak +%.0f MB", case, spec.label, result.total_s, result.delta_bytes / 1e6
         )
         peak_delta[spec.label] = max(peak_delta.get(spec.label, 0), result.delta_bytes)
+        path_weights[spec.label] = weights_nbytes(model)
         if spec.options.reference_path and reference is None:
             reference = result.outputs
         elif reference is not None and spec.label not in errors:
@@ -467,7 +469,7 @@ def run_case(case: Case) -> list[dict[str, Any]]:
             "baseline_mb": res.baseline_bytes / 1e6,
             "peak_mb": (res.baseline_bytes + peak_delta[spec.label]) / 1e6,
             "peak_delta_mb": peak_delta[spec.label] / 1e6,
-            "weights_mb": weights_bytes / 1e6,
+            "weights_mb": path_weights[spec.label] / 1e6,
             "gflop": total_flops / 1e9,
             "achieved_gflops": total_flops / total_s / 1e9,
             "peak_gflops": peaks[options.dtype] / 1e9,

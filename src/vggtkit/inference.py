@@ -73,7 +73,10 @@ _MEMORY_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
 # Defaults of the automatic chunk sizes (used when neither the chunk sizes nor max_memory are given).
 DEFAULT_TOKEN_CHUNK = 2048  # tokens per attention/MLP pass: keeps temporaries below ~40 MB at C=1024
 DEFAULT_WORKSPACE_BYTES = 256 * 2**20  # transient memory one stage may use
-MAX_AUTO_HEAD_CHUNK = 8  # frames per DPT pass (the official default); larger gains nothing on a CPU
+MAX_AUTO_HEAD_CHUNK = 8  # frames per DPT pass on GPUs (the official default)
+# On CPUs one frame per DPT pass: larger passes were slower there (tiny, 8 frames: 6.1-6.4 s with 1 vs 7.8-8.2 s
+# with 8) and make the heads' memory grow with the frame count.
+MAX_AUTO_HEAD_CHUNK_CPU = 1
 
 
 def parse_dtype(value: str | torch.dtype, what: str = "dtype") -> torch.dtype:
@@ -337,7 +340,10 @@ def plan_inference(
             max(1, token_chunk // P),
         )
         embed_chunk = frame_chunk
-        head_chunk = largest(lambda n: _dpt_chunk_bytes(sizes, n, h), MAX_AUTO_HEAD_CHUNK)
+        head_chunk = largest(
+            lambda n: _dpt_chunk_bytes(sizes, n, h),
+            MAX_AUTO_HEAD_CHUNK_CPU if device.type == "cpu" else MAX_AUTO_HEAD_CHUNK,
+        )
     estimated = (
         weights_bytes
         + persistent

@@ -16,7 +16,9 @@ VIS_CONF_TOL = 0.01
 def outputs(golden_vggt):
     g = load_golden()
     with torch.no_grad():
-        out = golden_vggt(torch.from_numpy(g["images"]), torch.from_numpy(g["query_points"]), return_all_layers=True)
+        out = golden_vggt(
+            torch.from_numpy(g["images"]), torch.from_numpy(g["query_points"]), return_all_layers=True
+        )
     return out
 
 
