@@ -20,6 +20,7 @@ from vggtkit.inference import (
 )
 from vggtkit.models.aggregator import Aggregator
 from vggtkit.models.heads import CameraHead, DPTHead, TrackHead
+from vggtkit.models.heads.dpt_fast import dpt_forward_fast
 
 logger = logging.getLogger(__name__)
 REFERENCE_DPT_CHUNK = 8  # frames per DPT pass on the reference path, as the official code
@@ -276,15 +277,15 @@ class VGGT(nn.Module):
         )
         with torch.autocast(device.type, enabled=False):
             if self.depth_head is not None:
-                predictions["depth"], predictions["depth_conf"] = self.depth_head.forward_fast(*dpt_args)
+                predictions["depth"], predictions["depth_conf"] = dpt_forward_fast(self.depth_head, *dpt_args)
                 tick()
             if self.point_head is not None:
-                predictions["world_points"], predictions["world_points_conf"] = self.point_head.forward_fast(
-                    *dpt_args
+                predictions["world_points"], predictions["world_points_conf"] = dpt_forward_fast(
+                    self.point_head, *dpt_args
                 )
                 tick()
             if self.track_head is not None and query_points is not None:
-                fmaps = self.track_head.feature_extractor.forward_fast(*dpt_args)
+                fmaps = dpt_forward_fast(self.track_head.feature_extractor, *dpt_args)
                 tracks, vis, conf = self.track_head.tracker(
                     query_points, fmaps, self.track_head.iters, frames_chunk_size=plan.head_chunk
                 )

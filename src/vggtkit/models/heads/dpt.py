@@ -216,41 +216,6 @@ class DPTHead(nn.Module):
             return out
         return self.scratch.output_conv2(out)
 
-    # ------------------------------------------------------------------ fast inference path
-    def forward_fast(
-        self,
-        aggregated_tokens_list: Sequence[Tensor | None],
-        images_shape: Sequence[int],
-        patch_start_idx: int,
-        frames_chunk_size: int,
-        dtype: torch.dtype = torch.float32,
-        channels_last: bool = False,
-    ) -> Tensor | tuple[Tensor, Tensor]:
-        """Inference-only :meth:`forward` (see :func:`vggtkit.models.heads.dpt_fast.dpt_forward_fast`).
-
-        Args:
-            aggregated_tokens_list: aggregator outputs (B, S, P, C_in) of any float dtype, at least at
-                ``intermediate_layer_idx``.
-            images_shape: (B, S, 3, H, W).
-            frames_chunk_size: frames (over all sequences) per pass.
-            dtype: precision of the convolutions.
-            channels_last: run the convolutions channels-last.
-
-        Returns:
-            As :meth:`forward`, in float32.
-        """
-        from vggtkit.models.heads.dpt_fast import dpt_forward_fast
-
-        return dpt_forward_fast(
-            self,
-            aggregated_tokens_list,
-            images_shape,
-            patch_start_idx,
-            frames_chunk_size,
-            dtype,
-            channels_last,
-        )
-
     def activate(self, out: Tensor) -> tuple[Tensor, Tensor]:
         """(..., C, H, W) pre-activation -> values (..., H, W, C-1) and confidence (..., H, W)."""
         out = out.movedim(-3, -1)

@@ -138,7 +138,19 @@ def dpt_forward_fast(
     dtype: torch.dtype = torch.float32,
     channels_last: bool = False,
 ) -> Tensor | tuple[Tensor, Tensor]:
-    """See :meth:`vggtkit.models.heads.dpt.DPTHead.forward_fast`."""
+    """Inference-only ``head.forward`` (the module docstring lists the differences).
+
+    Args:
+        aggregated_tokens_list: aggregator outputs (B, S, P, C_in) of any float dtype, at least at
+            ``head.intermediate_layer_idx``.
+        images_shape: (B, S, 3, H, W).
+        frames_chunk_size: frames (over all sequences) per pass.
+        dtype: precision of the convolutions.
+        channels_last: run the convolutions channels-last.
+
+    Returns:
+        As ``head.forward``, in float32.
+    """
     B, S, _, H, W = images_shape
     layers = [aggregated_tokens_list[i].flatten(0, 1) for i in head.intermediate_layer_idx]
     n = B * S
