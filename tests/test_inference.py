@@ -100,7 +100,8 @@ def test_default_plan_for_vggt_1b_keeps_chunks_small():
         VGGTConfig(), (1, 8, 3, 392, 518), InferenceOptions(), CPU, weights_bytes=5_000_000_000
     )
     assert plan.head_chunk == 1  # one 518x392 DPT pass is ~0.3 GB
-    assert 1 <= plan.frame_chunk <= 8 and plan.token_chunk == 2048
+    assert 1 <= plan.frame_chunk <= 8 and plan.token_chunk == 2048 and plan.mlp_chunk == 1024
+    assert 32 <= plan.head_rows < 392  # the full-resolution DPT stages run in bands
     assert plan.store_dtype == torch.float32 and plan.channels_last  # faster on CPUs
     bf16 = plan_inference(VGGTConfig(), (1, 8, 3, 392, 518), InferenceOptions(dtype="bfloat16"), CPU)
     assert bf16.store_dtype == torch.bfloat16 and bf16.estimated_bytes < plan.estimated_bytes - 5_000_000_000

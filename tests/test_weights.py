@@ -134,3 +134,28 @@ def test_save_into_a_file_path_fails(tmp_path, golden_vggt):
 
 def test_default_config_when_no_config_json():
     assert VGGTConfig() == VGGTConfig(img_size=518, patch_size=14, embed_dim=1024)
+
+
+def test_matching_weights_fill_shared_modules_and_initialise_new_heads(tmp_path):
+    from dataclasses import replace
+
+    from vggtkit.weights import load_matching_weights
+
+    small = replace(tiny_config(), enable_point=False, enable_track=False)
+    source = VGGT(small)
+    source.save_pretrained(tmp_path / "ckpt")
+    torch.manual_seed(1)
+    target = VGGT(replace(small, enable_point=True))
+    fresh_point = {k: v.clone() for k, v in target.state_dict().items() if k.startswith("point_head.")}
+    initialised, skipped = load_matching_weights(target, tmp_path / "ckpt")
+    assert initialised == ["point_head"] and skipped == []
+    state = target.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in source.state_dict().items())
+    assert all(torch.equal(state[k], v) for k, v in fresh_point.items())
+    # and back: a model without the head skips its tensors
+    target.save_pretrained(tmp_path / "with_point")
+    dropped = VGGT(small)
+    assert load_matching_weights(dropped, tmp_path / "with_point") == ([], ["point_head"])
+    assert all(torch.equal(v, state[k]) for k, v in dropped.state_dict().items())
+    with pytest.raises(CheckpointError, match="mis-shaped"):
+        load_matching_weights(VGGT(replace(small, dpt_features=small.dpt_features * 2)), tmp_path / "ckpt")

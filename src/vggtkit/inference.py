@@ -4,9 +4,9 @@
 
 * the **fast path** (default): keeps only the aggregator layers the heads read, frees everything else as soon as it
   is used, runs the patch embedder, frame attention and the DPT heads in chunks of frames, computes attention and
-  the MLPs in chunks of tokens (so global attention's memory is linear in the token count), and can compute in
-  bfloat16/float16. In float32 its outputs match the reference path to float32 rounding (well inside the golden
-  tolerances).
+  the MLPs in chunks of tokens (so global attention's memory is linear in the token count) and the DPT heads'
+  full-resolution stages in bands of rows, and can compute in bfloat16/float16. In float32 its outputs match the
+  reference path to float32 rounding (well inside the golden tolerances).
 * the **reference path** (:meth:`InferenceOptions.reference`): the plain code, written like the official
   implementation: every aggregator layer kept, no chunking, float32. Tests use it as the oracle for the fast path,
   and ``vggtkit bench`` measures against it.
@@ -18,14 +18,16 @@ width C, ``c``/``s``/``h`` bytes per element of the compute, stored-layer and he
   ``24 * B*S*H*W`` (depth, points, confidences in float32), the token stream ``B*S*P*C * 4`` and global
   attention's keys and values ``2 * S*P*C * c``;
 * the largest transient of one stage: a frame chunk of ``f`` frames in the patch embedder or frame attention
-  needs about ``f*P*C * (4 + 2c)`` plus a token chunk of ``t`` tokens ``t*C * (10c + 16)`` (queries, attention
-  output, MLP hidden layer); a DPT chunk of ``d`` frames needs about ``d * (2*F*(8H/p)*(8W/p) + (F/2+32)*H*W) * h``
-  bytes (F = ``dpt_features``: two fusion maps at 8x the patch grid, then the F/2- and 32-channel maps at full
-  size; about 270 MB for one 518x392 frame of VGGT-1B in float32).
+  needs about ``f*P*C * (4 + 2c)`` plus a token chunk of ``t`` tokens ``t*C * (6c + 16)`` (queries, attention
+  output) plus an MLP pass of ``m = t/2`` tokens ``4*m*C * c`` (its hidden layer); a DPT chunk of ``d`` frames
+  needs about ``d * (4*F*(4H/p)*(4W/p) + r*W*(F+32)) * h`` bytes (F = ``dpt_features``: the fusion maps at 4x
+  the patch grid, then a band of ``r`` output rows of the maps at 8x the grid and at full size; about 190 MB for
+  one 518x392 frame of VGGT-1B in float32 with the default bands of 196 rows).
 
 ``max_memory`` bounds the weights plus this estimate; chunk sizes are the largest that fit (frame attention also
 stops at about one token chunk of frames, ``t // P``, and a DPT pass at 8 frames). Without ``max_memory`` a stage
-may use 256 MiB. Python and the torch runtime (about 0.3 GB) come on top; measured peaks are in the README.
+may use 256 MiB, and a DPT band about 160 MiB. Python and the torch runtime (about 0.3 GB) come on top; measured
+peaks are in the README.
 """
 
 from __future__ import annotations
@@ -71,8 +73,12 @@ _MEMORY_UNITS = {
 _MEMORY_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
 
 # Defaults of the automatic chunk sizes (used when neither the chunk sizes nor max_memory are given).
-DEFAULT_TOKEN_CHUNK = 2048  # tokens per attention/MLP pass: keeps temporaries below ~40 MB at C=1024
+DEFAULT_TOKEN_CHUNK = 2048  # queries per attention pass, half as many tokens per MLP pass: ~40 MB at C=1024
 DEFAULT_WORKSPACE_BYTES = 256 * 2**20  # transient memory one stage may use
+# The full-resolution stages of a DPT head run in bands of output rows of about this size (two bands of a
+# 518x392 or 518x518 VGGT-1B frame in float32) instead of 0.2 GB maps of the whole frame. Small bands are slow:
+# measured on one 518x518 frame, two bands cost about 3% of a head's time, ten about 25%.
+DEFAULT_HEAD_BAND_BYTES = 160 * 2**20
 MAX_AUTO_HEAD_CHUNK = 8  # frames per DPT pass on GPUs (the official default)
 # On CPUs one frame per DPT pass: larger passes were slower there (tiny, 8 frames: 6.1-6.4 s with 1 vs 7.8-8.2 s
 # with 8) and make the heads' memory grow with the frame count.
@@ -136,8 +142,8 @@ class InferenceOptions:
             means float32 when ``dtype`` is float32, otherwise ``dtype`` (halves their memory).
         frame_chunk_size: frames per pass of the patch embedder, frame attention and DPT heads. None picks it
             from ``max_memory`` (or a 256 MiB workspace).
-        query_chunk_size: tokens per pass of attention (queries against all keys) and of the MLPs. None picks
-            2048 (fewer when ``max_memory`` is tight).
+        query_chunk_size: tokens per pass of attention (queries against all keys); the MLPs run half as many
+            per pass. None picks 2048 (fewer when ``max_memory`` is tight).
         max_memory: budget in bytes (or a string like '8GB') for the weights plus the estimated tensors of the
             forward pass; chunk sizes are chosen to fit it. See the module docstring for the estimate.
         weights_dtype: if set, :func:`prepare_model` (and :func:`infer`) convert the aggregator's weights (and
@@ -220,7 +226,8 @@ def as_options(value: InferenceOptions | str | torch.dtype | None) -> InferenceO
 # ----------------------------------------------------------------------------- execution plan
 @dataclass(frozen=True)
 class ExecutionPlan:
-    """Resolved settings of one fast-path call (chunk sizes in frames, or tokens for ``token_chunk``)."""
+    """Resolved settings of one fast-path call (chunk sizes in frames; ``token_chunk`` and ``mlp_chunk`` in
+    tokens, ``head_rows`` in output rows of a DPT band)."""
 
     dtype: torch.dtype
     heads_dtype: torch.dtype
@@ -229,6 +236,8 @@ class ExecutionPlan:
     frame_chunk: int
     head_chunk: int
     token_chunk: int
+    mlp_chunk: int
+    head_rows: int
     channels_last: bool
     estimated_bytes: int
 
@@ -259,18 +268,22 @@ def _persistent_bytes(z: _Sizes, c: int, s: int) -> int:
 
 
 def _token_chunk_bytes(z: _Sizes, t: int, c: int) -> int:
-    return t * z.C * (10 * c + 16)
+    return t * z.C * (6 * c + 16) + 4 * (t // 2) * z.C * c
 
 
 def _frame_chunk_bytes(z: _Sizes, f: int, c: int) -> int:
     return f * z.P * z.C * (4 + 2 * c)
 
 
-def _dpt_chunk_bytes(z: _Sizes, d: int, h: int) -> int:
+def _dpt_band_bytes(z: _Sizes, d: int, h: int, rows: int) -> int:
+    return d * rows * z.W * (z.dpt_features + 32) * h
+
+
+def _dpt_chunk_bytes(z: _Sizes, d: int, h: int, rows: int) -> int:
     if not z.has_dpt:
         return 0
-    fused = 2 * z.dpt_features * (8 * z.H // z.patch) * (8 * z.W // z.patch)
-    return d * (fused + (z.dpt_features // 2 + 32) * z.H * z.W) * h
+    fused = 4 * z.dpt_features * (4 * z.H // z.patch) * (4 * z.W // z.patch)
+    return d * fused * h + _dpt_band_bytes(z, d, h, rows)
 
 
 def plan_inference(
@@ -307,7 +320,7 @@ def plan_inference(
             + persistent
             + max(
                 _frame_chunk_bytes(sizes, 1, c) + _token_chunk_bytes(sizes, 256, c),
-                _dpt_chunk_bytes(sizes, 1, h),
+                _dpt_chunk_bytes(sizes, 1, h, 1),
             )
         )
         if workspace <= 0 or options.max_memory < minimum:
@@ -324,6 +337,9 @@ def plan_inference(
     if options.query_chunk_size is None:
         while token_chunk > 256 and _token_chunk_bytes(sizes, token_chunk, c) > workspace / 2:
             token_chunk //= 2
+    # The MLP's hidden layer is 4x wider than the stream: half a token chunk keeps it to about two of the token
+    # chunk's stream-wide temporaries, with passes still large enough for efficient matrix products.
+    mlp_chunk = max(1, token_chunk // 2)
 
     def largest(cost: Callable[[int], int], limit: int) -> int:
         n = 1
@@ -340,16 +356,21 @@ def plan_inference(
             max(1, token_chunk // P),
         )
         embed_chunk = frame_chunk
-        head_chunk = largest(
-            lambda n: _dpt_chunk_bytes(sizes, n, h),
+        head_chunk = largest(  # frames whose whole maps fit: bands only shrink a pass of few frames
+            lambda n: _dpt_chunk_bytes(sizes, n, h, H),
             MAX_AUTO_HEAD_CHUNK_CPU if device.type == "cpu" else MAX_AUTO_HEAD_CHUNK,
         )
+    band_budget = DEFAULT_HEAD_BAND_BYTES
+    if options.max_memory is not None:  # what the DPT pass leaves of the budget
+        band_budget = workspace - _dpt_chunk_bytes(sizes, head_chunk, h, 0)
+    fitting_rows = max(1, band_budget // max(1, _dpt_band_bytes(sizes, head_chunk, h, 1)))
+    head_rows = -(-H // -(-H // fitting_rows))  # bands of equal height
     estimated = (
         weights_bytes
         + persistent
         + max(
             _frame_chunk_bytes(sizes, frame_chunk, c) + _token_chunk_bytes(sizes, token_chunk, c),
-            _dpt_chunk_bytes(sizes, head_chunk, h),
+            _dpt_chunk_bytes(sizes, head_chunk, h, head_rows),
         )
     )
     channels_last = options.channels_last
@@ -363,6 +384,8 @@ def plan_inference(
         frame_chunk=frame_chunk,
         head_chunk=head_chunk,
         token_chunk=token_chunk,
+        mlp_chunk=mlp_chunk,
+        head_rows=head_rows,
         channels_last=bool(channels_last),
         estimated_bytes=int(estimated),
     )

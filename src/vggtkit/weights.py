@@ -71,7 +71,10 @@ def _summarise(keys: list[str], limit: int = 8) -> str:
 
 def check_state_dict(model: torch.nn.Module, state: Mapping[str, Tensor]) -> None:
     """Raise CheckpointError naming every missing, unexpected or mis-shaped key."""
-    expected = model.state_dict()
+    _check_keys(model.state_dict(), state)
+
+
+def _check_keys(expected: Mapping[str, Tensor], state: Mapping[str, Tensor]) -> None:
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     mis_shaped = sorted(
@@ -247,6 +250,42 @@ def load_pretrained(
     model.load_state_dict(state, strict=True, assign=True)
     logger.info("loaded %s (%d tensors) from %s", cls.__name__, len(state), weights)
     return model.to(map_location).eval()
+
+
+def load_matching_weights(
+    model: torch.nn.Module, source: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[list[str], list[str]]:
+    """Load a checkpoint into ``model`` module by module, for fine-tuning with heads added or removed.
+
+    Every top-level module (``aggregator``, ``camera_head``, ...) that both hold must match exactly; modules only
+    the model has keep their initialisation and modules only the checkpoint has are skipped.
+
+    Returns:
+        ``(initialised, skipped)``: the names of the model's new modules and of the checkpoint's unused ones.
+    """
+    weights, _ = resolve_checkpoint(source)
+    state = read_state_dict(weights, map_location)
+    expected = model.state_dict()
+
+    def module_of(key: str) -> str:
+        return key.split(".", 1)[0]
+
+    ours, theirs = {module_of(k) for k in expected}, {module_of(k) for k in state}
+    shared = ours & theirs
+    if not shared:
+        raise CheckpointError(
+            f"checkpoint {source} shares no module with the model (it holds {sorted(theirs)})"
+        )
+    _check_keys(
+        {k: v for k, v in expected.items() if module_of(k) in shared},
+        {k: v for k, v in state.items() if module_of(k) in shared},
+    )
+    model.load_state_dict({k: v for k, v in state.items() if module_of(k) in shared}, strict=False)
+    initialised, skipped = sorted(ours - theirs), sorted(theirs - ours)
+    logger.info(
+        "loaded %s from %s; initialised %s; skipped %s", sorted(shared), weights, initialised, skipped
+    )
+    return initialised, skipped
 
 
 def save_pretrained(model: VGGT, directory: str | Path) -> Path:

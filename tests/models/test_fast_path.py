@@ -12,6 +12,7 @@ from vggtkit.layers import Block, RotaryPositionEmbedding2D, patch_positions
 from vggtkit.layers.fast_block import block_forward_
 from vggtkit.layers.rope import apply_rope_, rope_tables
 from vggtkit.models.heads.dpt import DPTHead, add_uv_position_embedding_
+from vggtkit.models.heads.dpt_fast import dpt_forward_fast
 
 DENSE = ("pose_enc", "depth", "depth_conf", "world_points", "world_points_conf")
 # Official code under bfloat16 autocast on the CPU, against its float32 outputs (the numbers).
@@ -245,7 +246,10 @@ def test_progress_reports_every_step(golden_vggt):
 
 
 # ----------------------------------------------------------------------------- building blocks
-def test_fast_block_equals_block_forward():
+@pytest.mark.parametrize(
+    ("token_chunk", "mlp_chunk"), [(17, None), (17, 7), (17, 1), (1000, None), (1000, 13)]
+)  # chunked and one-pass attention; MLP passes that do not divide the 60 tokens (or the 2 sequences)
+def test_fast_block_equals_block_forward(token_chunk, mlp_chunk):
     torch.manual_seed(0)
     rope = RotaryPositionEmbedding2D(100)
     block = Block(64, 4, 4.0, 0.01, qk_norm=True, rope=rope).eval()
@@ -254,8 +258,53 @@ def test_fast_block_equals_block_forward():
     with torch.no_grad():
         ref = block(x, pos=pos.repeat(2, 3, 1))
         tables = rope_tables(rope, pos[0], 16, torch.float32).repeat(3)
-        fast = block_forward_(block, x.clone(), tables, token_chunk=17)
+        fast = block_forward_(block, x.clone(), tables, token_chunk=token_chunk, mlp_chunk=mlp_chunk)
+        whole_mlp = block_forward_(block, x.clone(), tables, token_chunk=token_chunk, mlp_chunk=10_000)
     torch.testing.assert_close(fast, ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(fast, whole_mlp, rtol=1e-6, atol=1e-7)  # every token on its own: same numbers
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("feature_only", [False, True])
+@pytest.mark.parametrize("hw", [(70, 98), (84, 42)])
+def test_banded_dpt_equals_whole_maps_and_the_reference(channels_last, feature_only, hw):
+    torch.manual_seed(0)
+    H, W = hw
+    extra = {"feature_only": True, "down_ratio": 2} if feature_only else {}
+    head = DPTHead(32, patch_size=14, features=16, out_channels=(8, 16, 24, 24),
+                   intermediate_layer_idx=(0, 1, 2, 3), **extra).eval()  # fmt: skip
+    with torch.no_grad():
+        for p in head.parameters():  # away from the initialisation, so that every layer matters
+            p.add_(torch.randn_like(p) * 0.05)
+    tokens = [torch.randn(1, 3, 5 + (H // 14) * (W // 14), 32) for _ in range(4)]
+
+    def fast(band_rows):
+        with torch.no_grad():
+            out = dpt_forward_fast(
+                head, tokens, (1, 3, 3, H, W), 5, 2, torch.float32, channels_last, band_rows
+            )
+        return out if isinstance(out, tuple) else (out,)
+
+    with torch.no_grad():
+        ref = head(tokens, torch.zeros(1, 3, 3, H, W), 5, frames_chunk_size=8)
+    whole = fast(None)
+    for a, b in zip(whole, ref if isinstance(ref, tuple) else (ref,), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    for band_rows in (
+        1,
+        3,
+        7,
+        11,
+    ):  # bands of one row, and bands that do not divide the 70, 84, 35 or 42 rows
+        for a, b in zip(fast(band_rows), whole, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_position_embedding_of_a_band_is_the_band_of_the_embedding():
+    x = torch.randn(2, 8, 9, 10)
+    whole = add_uv_position_embedding_(x.clone(), 1.5)
+    band = add_uv_position_embedding_(x[:, :, 3:7].clone(), 1.5, rows=(3, 9))
+    assert torch.equal(band, whole[:, :, 3:7])
 
 
 def test_rope_tables_reproduce_the_rotation_exactly():

@@ -10,7 +10,7 @@ import torch
 from vggtkit import VGGT
 from vggtkit.data.synthetic import SyntheticSceneConfig, render_scene
 from vggtkit.train.config import TrainConfig, apply_overrides
-from vggtkit.train.trainer import freeze_modules, learning_rate, train
+from vggtkit.train.trainer import freeze_modules, learning_rate, parameter_groups, train
 
 BASE = [
     "model.preset=test-tiny",
@@ -117,6 +117,27 @@ def test_schedule_warms_up_then_decays():
     assert lrs[0] == 0 and lrs[5] == pytest.approx(1e-3)
     assert max(lrs) == pytest.approx(1e-3) and lrs[-1] < 1e-5
     assert all(a >= b for a, b in zip(lrs[5:], lrs[6:], strict=False))
+
+
+def test_weight_decay_exempts_gammas_norms_biases_and_tokens_unless_decay_all():
+    from vggtkit.config import VGGTConfig
+    from vggtkit.train.config import MODEL_PRESETS
+
+    model = VGGT(VGGTConfig(**MODEL_PRESETS["test-tiny"]))
+    params = dict(model.named_parameters())
+    (everything,) = parameter_groups(params, 0.05, decay_all=True)
+    assert everything["weight_decay"] == 0.05 and len(everything["params"]) == len(params)
+    decayed, exempt = parameter_groups(params, 0.05, decay_all=False)
+    assert decayed["weight_decay"] == 0.05 and exempt["weight_decay"] == 0.0
+    exempt_ids = {id(p) for p in exempt["params"]}
+    names = {n for n, p in params.items() if id(p) in exempt_ids}
+    assert "aggregator.camera_token" in names and "aggregator.frame_blocks.0.ls1.gamma" in names
+    assert (
+        "aggregator.frame_blocks.0.norm1.weight" in names
+        and "aggregator.frame_blocks.0.attn.qkv.bias" in names
+    )
+    assert "aggregator.frame_blocks.0.attn.qkv.weight" not in names
+    assert len(decayed["params"]) + len(exempt["params"]) == len(params)
 
 
 def test_fine_tuning_on_scene_folders_from_a_checkpoint(tmp_path, scenes):

@@ -137,15 +137,17 @@ def block_forward_(
     token_chunk: int = 2048,
     dtype: torch.dtype = torch.float32,
     weights: _BlockWeights | None = None,
+    mlp_chunk: int | None = None,
 ) -> Tensor:
     """Apply ``block`` to x in place.
 
     Args:
         x: (B, N, C) float32 residual stream; attention runs over N within each of the B sequences.
         rope: rotation tables of the N tokens (None: no rotary embedding).
-        token_chunk: queries (and MLP rows) per pass.
+        token_chunk: queries per attention pass.
         dtype: precision of the matrix products and attention.
         weights: ``prepare_block(block, dtype)`` when the caller reuses it over several calls.
+        mlp_chunk: tokens per MLP pass (None: ``token_chunk``).
 
     Returns:
         x, updated.
@@ -154,8 +156,9 @@ def block_forward_(
     B, N, C = x.shape
     H = block.attn.num_heads
     D = C // H
+    mlp_chunk = mlp_chunk or token_chunk
     if token_chunk >= N:
-        return _block_one_pass_(x, w, H, rope, dtype)
+        return _block_one_pass_(x, w, H, rope, dtype, mlp_chunk)
     chunks = [(s, min(s + token_chunk, N)) for s in range(0, N, token_chunk)]
 
     # Pass 1: keys and values of every token (all that attention needs besides the current queries), stored
@@ -180,7 +183,7 @@ def block_forward_(
         del h
         attn = F.scaled_dot_product_attention(_sdpa_layout(q, dtype), keys, values)  # (B, H, n, D)
         del q
-        _attention_out_and_mlp_(xs, attn, w, dtype)
+        _attention_out_and_mlp_(xs, attn, w, dtype, mlp_chunk)
         del attn
     return x
 
@@ -192,19 +195,36 @@ def _sdpa_layout(t: Tensor, dtype: torch.dtype) -> Tensor:
     return t.contiguous() if dtype == torch.float32 and t.device.type == "cpu" else t
 
 
-def _attention_out_and_mlp_(xs: Tensor, attn: Tensor, w: _BlockWeights, dtype: torch.dtype) -> None:
+def _attention_out_and_mlp_(
+    xs: Tensor, attn: Tensor, w: _BlockWeights, dtype: torch.dtype, mlp_chunk: int
+) -> None:
     """xs += ls1(proj(attn)); xs += ls2(mlp(norm2(xs))), in place. attn: (B, heads, n, D) from SDPA."""
     B, n, C = xs.shape
     attn = F.linear(attn.transpose(1, 2).reshape(B, n, C), w.proj_w, w.proj_b)
     _add_scaled_(xs, attn, w.gamma1)
     del attn
-    h = F.linear(_layer_norm(xs, w.norm2).to(dtype), w.fc1_w, w.fc1_b)
-    h = F.linear(torch.ops.aten.gelu_(h), w.fc2_w, w.fc2_b)  # exact (erf) GELU, in place
-    _add_scaled_(xs, h, w.gamma2)
+    _mlp_(xs, w, dtype, mlp_chunk)
+
+
+def _mlp_(xs: Tensor, w: _BlockWeights, dtype: torch.dtype, mlp_chunk: int) -> None:
+    """xs (B, n, C) += ls2(mlp(norm2(xs))), in place, in passes of about ``mlp_chunk`` tokens (B * rows).
+
+    Every token is computed on its own, so passes give the same numbers as one pass; they bound the hidden layer
+    (mlp_ratio times wider than xs). The passes are of equal size, which keeps the matrix products efficient.
+    """
+    B, n, _ = xs.shape
+    passes = -(-B * n // mlp_chunk)
+    rows = -(-n // passes)
+    for s in range(0, n, rows):
+        part = xs[:, s : s + rows]
+        h = F.linear(_layer_norm(part, w.norm2).to(dtype), w.fc1_w, w.fc1_b)
+        h = F.linear(torch.ops.aten.gelu_(h), w.fc2_w, w.fc2_b)  # exact (erf) GELU, in place
+        _add_scaled_(part, h, w.gamma2)
+        del h
 
 
 def _block_one_pass_(
-    x: Tensor, w: _BlockWeights, H: int, rope: RopeTables | None, dtype: torch.dtype
+    x: Tensor, w: _BlockWeights, H: int, rope: RopeTables | None, dtype: torch.dtype, mlp_chunk: int
 ) -> Tensor:
     """The whole sequence in one pass (it fits in one token chunk): no key/value buffers needed."""
     B, N, C = x.shape
@@ -216,5 +236,5 @@ def _block_one_pass_(
         _sdpa_layout(q, dtype), _sdpa_layout(k, dtype), _sdpa_layout(v, dtype)
     )
     del q, k, v, qkv
-    _attention_out_and_mlp_(x, attn, w, dtype)
+    _attention_out_and_mlp_(x, attn, w, dtype, mlp_chunk)
     return x

@@ -141,7 +141,9 @@ class Aggregator(nn.Module):
         std = torch.tensor(IMAGENET_STD, device=frames.device, dtype=frames.dtype).view(1, 3, 1, 1)
         frames = (frames - mean) / std
         if isinstance(self.patch_embed, DinoVisionTransformer):
-            return self.patch_embed.forward_fast(frames, plan.dtype, plan.token_chunk, pos_embed)
+            return self.patch_embed.forward_fast(
+                frames, plan.dtype, plan.token_chunk, pos_embed, plan.mlp_chunk
+            )
         proj = self.patch_embed.proj
         weight, bias = proj.weight.to(plan.dtype), None if proj.bias is None else proj.bias.to(plan.dtype)
         out = F.conv2d(frames.to(plan.dtype), weight, bias, stride=proj.stride)
@@ -158,8 +160,9 @@ class Aggregator(nn.Module):
 
         The float32 token stream (B, S, P, C) is updated in place block after block; the patch embedder and frame
         blocks run ``plan.embed_chunk`` / ``plan.frame_chunk`` frames at a time, every block runs its attention
-        and MLP ``plan.token_chunk`` queries at a time, and only ``keep_layers`` are written out, into
-        preallocated (B, S, P, 2C) buffers of ``plan.store_dtype``.
+        ``plan.token_chunk`` queries and its MLP ``plan.mlp_chunk`` tokens at a time, and only ``keep_layers`` are
+        written out, into preallocated (B, S, P, 2C) buffers of ``plan.store_dtype``; the last block runs in place
+        in its kept layer when that is float32.
 
         Args:
             images: (B, S, 3, H, W) in [0, 1].
@@ -179,7 +182,7 @@ class Aggregator(nn.Module):
         tokens[:, 1:, 0] = self.camera_token[0, 1, 0]
         tokens[:, 0, 1:psi] = self.register_token[0, 0]
         tokens[:, 1:, 1:psi] = self.register_token[0, 1]
-        flat = tokens.view(n, P, C)
+        flat = tokens.view(n, P, C)  # the patch embedder's view; the blocks take their own
         frames = images.reshape(n, 3, H, W)
         pos_embed = None
         if isinstance(self.patch_embed, DinoVisionTransformer):
@@ -188,7 +191,7 @@ class Aggregator(nn.Module):
             flat[f0 : f0 + plan.embed_chunk, psi:] = self._embed_patches_fast(
                 frames[f0 : f0 + plan.embed_chunk], plan, pos_embed
             )
-        del pos_embed
+        del pos_embed, flat
         tick()
 
         positions = patch_positions(1, grid_h, grid_w, psi, images.device)[0]
@@ -203,31 +206,38 @@ class Aggregator(nn.Module):
                 outputs[idx] = torch.empty(B, S, P, 2 * C, device=images.device, dtype=plan.store_dtype)
             outputs[idx][..., half].copy_(tokens)
 
+        final = (c.depth - 1, c.aa_order[-1])  # the block that runs last
         for step in range(c.depth // c.aa_block_size):
             for kind in c.aa_order:
                 for j in range(c.aa_block_size):
                     idx = step * c.aa_block_size + j
+                    half = slice(0, C) if kind == "frame" else slice(C, 2 * C)
+                    in_place = (idx, kind) == final and idx in keep and plan.store_dtype == torch.float32
+                    if in_place:
+                        # Nothing reads the token stream after the last block: run it on its copy in the kept
+                        # layer and free the stream, one (B, S, P, C) float32 tensor less at the peak.
+                        store(idx, half)
+                        tokens = outputs[idx][..., half]
+                    block = (self.frame_blocks if kind == "frame" else self.global_blocks)[idx]
+                    weights = prepare_block(block, plan.dtype)
                     if kind == "frame":
-                        block = self.frame_blocks[idx]
-                        weights = prepare_block(block, plan.dtype)
+                        per_frame = tokens.view(n, P, C)
                         for f0 in range(0, n, plan.frame_chunk):
-                            x = flat[f0 : f0 + plan.frame_chunk]
-                            block_forward_(block, x, frame_rope, plan.token_chunk, plan.dtype, weights)
-                        store(idx, slice(0, C))
+                            x = per_frame[f0 : f0 + plan.frame_chunk]
+                            block_forward_(
+                                block, x, frame_rope, plan.token_chunk, plan.dtype, weights, plan.mlp_chunk
+                            )
+                        del per_frame, x
                     else:
-                        block = self.global_blocks[idx]
-                        weights = prepare_block(block, plan.dtype)
                         sequences = tokens.view(B, S * P, C)
                         for b in range(B):
+                            x = sequences[b : b + 1]
                             block_forward_(
-                                block,
-                                sequences[b : b + 1],
-                                global_rope,
-                                plan.token_chunk,
-                                plan.dtype,
-                                weights,
+                                block, x, global_rope, plan.token_chunk, plan.dtype, weights, plan.mlp_chunk
                             )
-                        store(idx, slice(C, 2 * C))
+                        del sequences, x
+                    if not in_place:
+                        store(idx, half)
                     del weights
                     tick()
         return outputs, psi

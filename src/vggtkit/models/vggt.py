@@ -274,6 +274,7 @@ class VGGT(nn.Module):
             plan.head_chunk,
             plan.heads_dtype,
             plan.channels_last,
+            plan.head_rows,
         )
         with torch.autocast(device.type, enabled=False):
             if self.depth_head is not None:

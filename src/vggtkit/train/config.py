@@ -127,6 +127,9 @@ class OptimSection:
 
     Attributes:
         lr, weight_decay, betas: AdamW settings; min_lr: the schedule's floor (start and end).
+        decay_all: apply weight decay to every parameter, as the released code does; False exempts biases,
+            norm weights, LayerScale gammas, tokens and position embeddings (the usual ViT practice: decay
+            pulls LayerScale gammas, which start at 0.01, towards 0 and keeps the blocks from contributing).
         max_steps: optimiser steps; warmup_frac: share of the steps spent warming up.
         grad_clip: L2 max norm per parameter group (aggregator and each head); <= 0 disables clipping.
         amp: "auto" (bf16 where the device supports it fast: CUDA with bf16), "bf16" or "off".
@@ -138,6 +141,7 @@ class OptimSection:
     lr: float = 3e-4
     min_lr: float = 1e-8
     weight_decay: float = 0.05
+    decay_all: bool = True
     betas: tuple[float, float] = (0.9, 0.95)
     max_steps: int = 1000
     warmup_frac: float = 0.05

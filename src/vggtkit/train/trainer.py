@@ -43,6 +43,7 @@ from vggtkit.train.distributed import (
     process_device,
 )
 from vggtkit.train.losses import MultitaskLoss
+from vggtkit.weights import load_matching_weights
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,28 @@ def freeze_modules(model: torch.nn.Module, patterns: tuple[str, ...]) -> list[st
                 param.requires_grad_(False)
             frozen.append(name)
     return frozen
+
+
+def parameter_groups(
+    params: dict[str, torch.nn.Parameter], weight_decay: float, decay_all: bool
+) -> list[dict[str, Any]]:
+    """AdamW groups: everything decayed, or (``decay_all=False``) biases, norm weights, LayerScale gammas,
+    tokens and position embeddings exempt."""
+    if decay_all:
+        return [{"params": list(params.values()), "weight_decay": weight_decay}]
+
+    def exempt(name: str, param: torch.nn.Parameter) -> bool:
+        return param.ndim <= 1 or "token" in name or "pos_embed" in name
+
+    groups = (
+        [p for n, p in params.items() if not exempt(n, p)],
+        [p for n, p in params.items() if exempt(n, p)],
+    )
+    return [
+        {"params": group, "weight_decay": decay}
+        for group, decay in zip(groups, (weight_decay, 0.0), strict=True)
+        if group
+    ]
 
 
 def _set_train_mode(model: torch.nn.Module, frozen: list[str]) -> None:
@@ -228,15 +251,19 @@ class _MetricLogger:
 
 # ----------------------------------------------------------------------------- the loop
 def build_model(config: TrainConfig) -> VGGT:
-    """The model to train: from ``model.init_from`` (fine-tuning) or randomly initialised (seeded)."""
+    """The model to train: from ``model.init_from`` (fine-tuning) or randomly initialised (seeded).
+
+    With ``model.fields`` set, the checkpoint fills the modules it shares with the configured model, so
+    fine-tuning can add a head (randomly initialised) or drop one.
+    """
     model_config: VGGTConfig = config.model.build_config()
-    if config.model.init_from:
-        model = VGGT.from_pretrained(
-            config.model.init_from, config=model_config if config.model.fields else None
-        )
-        return model
+    if config.model.init_from and not config.model.fields:
+        return VGGT.from_pretrained(config.model.init_from)
     torch.manual_seed(config.run.seed)
-    return VGGT(model_config)
+    model = VGGT(model_config)
+    if config.model.init_from:
+        load_matching_weights(model, config.model.init_from)
+    return model
 
 
 def train(config: TrainConfig, source: SceneSource | None = None) -> TrainResult:
@@ -293,7 +320,7 @@ def _train(
     if not params:
         raise ValueError("every parameter is frozen: nothing to train (check optim.freeze)")
     optimizer = torch.optim.AdamW(
-        list(params.values()), lr=opt.lr, betas=opt.betas, weight_decay=opt.weight_decay
+        parameter_groups(params, opt.weight_decay, opt.decay_all), lr=opt.lr, betas=opt.betas
     )
     start_step, skipped = 0, 0
     if run.resume:

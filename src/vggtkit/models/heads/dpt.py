@@ -67,14 +67,19 @@ def uv_position_embedding(
     return emb.reshape(height, width, channels).permute(2, 0, 1)
 
 
-def add_uv_position_embedding_(x: Tensor, aspect_ratio: float, ratio: float = 0.1) -> Tensor:
+def add_uv_position_embedding_(
+    x: Tensor, aspect_ratio: float, ratio: float = 0.1, rows: tuple[int, int] | None = None
+) -> Tensor:
     """x (N, C, h, w) += ratio * uv_position_embedding(h, w, C, aspect_ratio), in place; returns x.
 
     The embedding is separable (the first C/2 channels depend on the column only, the rest on the row), so it is
     computed on the two axes and broadcast: the same numbers for O(h + w) work instead of O(C h w).
+    ``rows=(first, height)``: x holds rows first .. first + h of a map of ``height`` rows (a band of it).
     """
     _, C, h, w = x.shape
-    xs, ys = uv_axes(w, h, aspect_ratio, torch.float32, x.device)
+    first, height = rows or (0, h)
+    xs, ys = uv_axes(w, height, aspect_ratio, torch.float32, x.device)
+    ys = ys[first : first + h]
     emb_u = sincos_embed_1d(xs, C // 2, 100).to(x.dtype)  # (w, C/2)
     emb_v = sincos_embed_1d(ys, C // 2, 100).to(x.dtype)  # (h, C/2)
     x[:, : C // 2].add_((ratio * emb_u).t()[None, :, None, :])
