@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from vggtkit.config import VGGTConfig
 from vggtkit.layers import Block, RotaryPositionEmbedding2D, patch_positions
 from vggtkit.layers.fast_block import block_forward_, prepare_block
+from vggtkit.layers.init import normal_parameter
 from vggtkit.layers.rope import rope_tables
 from vggtkit.models.dinov2 import ConvPatchEmbed, DinoVisionTransformer
 
@@ -64,8 +65,8 @@ class Aggregator(nn.Module):
 
         self.frame_blocks = make_blocks()
         self.global_blocks = make_blocks()
-        self.camera_token = nn.Parameter(torch.randn(1, 2, 1, c.embed_dim) * 1e-6)
-        self.register_token = nn.Parameter(torch.randn(1, 2, c.num_register_tokens, c.embed_dim) * 1e-6)
+        self.camera_token = normal_parameter(1, 2, 1, c.embed_dim, std=1e-6)
+        self.register_token = normal_parameter(1, 2, c.num_register_tokens, c.embed_dim, std=1e-6)
         self.patch_start_idx = c.patch_start_idx
         self.gradient_checkpointing = False
 

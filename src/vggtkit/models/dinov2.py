@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from vggtkit.layers import Block
 from vggtkit.layers.fast_block import block_forward_
+from vggtkit.layers.init import normal_
 
 
 class ConvPatchEmbed(nn.Module):
@@ -62,10 +63,10 @@ class DinoVisionTransformer(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        nn.init.normal_(self.cls_token, std=1e-6)
+        normal_(self.pos_embed, std=0.02, truncated=True)
+        normal_(self.cls_token, std=1e-6)
         if self.register_tokens is not None:
-            nn.init.normal_(self.register_tokens, std=1e-6)
+            normal_(self.register_tokens, std=1e-6)
 
     def interpolate_pos_encoding(self, grid_h: int, grid_w: int, dtype: torch.dtype) -> Tensor:
         """Positional embedding for a (grid_h, grid_w) patch grid: (1, 1 + grid_h*grid_w, C).

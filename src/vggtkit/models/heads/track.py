@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from vggtkit.layers import Mlp
+from vggtkit.layers.init import normal_parameter
 from vggtkit.models.heads.dpt import DPTHead
 from vggtkit.models.heads.track_modules import (
     CorrBlock,
@@ -43,7 +44,7 @@ class BaseTrackerPredictor(nn.Module):
         self.max_scale = max_scale
         self.transformer_dim = 3 * latent_dim + 4  # flow embedding (latent + 4), correlation, track features
         self.corr_mlp = Mlp(corr_levels * (2 * corr_radius + 1) ** 2, hidden_size, latent_dim)
-        self.query_ref_token = nn.Parameter(torch.randn(1, 2, self.transformer_dim))
+        self.query_ref_token = normal_parameter(1, 2, self.transformer_dim)
         self.updateformer = EfficientUpdateFormer(
             self.transformer_dim, hidden_size, latent_dim + 2, depth=depth
         )

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vggtkit.layers import Mlp
+from vggtkit.layers.init import normal_, normal_parameter
 
 
 # ----------------------------------------------------------------------------- embeddings
@@ -185,9 +186,7 @@ class EfficientUpdateFormer(nn.Module):
         self.input_transform = nn.Linear(input_dim, hidden_size)
         self.output_norm = nn.LayerNorm(hidden_size)
         self.flow_head = nn.Linear(hidden_size, output_dim)
-        self.virual_tracks = nn.Parameter(
-            torch.randn(1, num_virtual_tracks, 1, hidden_size)
-        )  # key typo as released
+        self.virual_tracks = normal_parameter(1, num_virtual_tracks, 1, hidden_size)  # key typo as released
 
         def blocks(cls: type[nn.Module]) -> nn.ModuleList:
             return nn.ModuleList(cls(hidden_size, num_heads, mlp_ratio) for _ in range(depth))
@@ -203,7 +202,7 @@ class EfficientUpdateFormer(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
-        nn.init.trunc_normal_(self.flow_head.weight, std=0.001)
+        normal_(self.flow_head.weight, std=0.001, truncated=True)
 
     def forward(self, x: Tensor) -> Tensor:
         """x: (B, N, T, input_dim) -> (B, N, T, output_dim)."""
