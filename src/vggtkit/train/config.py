@@ -128,8 +128,8 @@ class OptimSection:
     Attributes:
         lr, weight_decay, betas: AdamW settings; min_lr: the schedule's floor (start and end).
         decay_all: apply weight decay to every parameter, as the released code does; False exempts biases,
-            norm weights, LayerScale gammas, tokens and position embeddings (the usual ViT practice: decay
-            pulls LayerScale gammas, which start at 0.01, towards 0 and keeps the blocks from contributing).
+            norm weights, LayerScale gammas, tokens and position embeddings (the usual ViT practice; decay
+            pulls the LayerScale gammas, which start at 0.01, towards 0).
         max_steps: optimiser steps; warmup_frac: share of the steps spent warming up.
         grad_clip: L2 max norm per parameter group (aggregator and each head); <= 0 disables clipping.
         amp: "auto" (bf16 where the device supports it fast: CUDA with bf16), "bf16" or "off".
