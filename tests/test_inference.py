@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -100,9 +102,18 @@ def test_default_plan_for_vggt_1b_keeps_chunks_small():
         VGGTConfig(), (1, 8, 3, 392, 518), InferenceOptions(), CPU, weights_bytes=5_000_000_000
     )
     assert plan.head_chunk == 1  # one 518x392 DPT pass is ~0.3 GB
-    assert 1 <= plan.frame_chunk <= 8 and plan.token_chunk == 2048 and plan.mlp_chunk == 1024
+    assert 1 <= plan.frame_chunk <= 8 and plan.token_chunk == plan.mlp_chunk == 2048
     assert 32 <= plan.head_rows < 392  # the full-resolution DPT stages run in bands
     assert plan.store_dtype == torch.float32 and plan.channels_last  # faster on CPUs
+    assert plan.release_memory  # on CPUs unless turned off; never on GPUs
+    off = InferenceOptions(release_memory=False)
+    assert not plan_inference(VGGTConfig(), (1, 8, 3, 392, 518), off, CPU).release_memory
+    gpu = plan_inference(VGGTConfig(), (1, 8, 3, 392, 518), InferenceOptions(), torch.device("cuda"))
+    assert not gpu.release_memory
+    bf16_heads = InferenceOptions(dtype="bfloat16", heads_dtype="bfloat16")
+    assert not plan_inference(VGGTConfig(), (1, 8, 3, 392, 518), bf16_heads, CPU).release_memory
+    forced = dataclasses.replace(bf16_heads, release_memory=True)
+    assert plan_inference(VGGTConfig(), (1, 8, 3, 392, 518), forced, CPU).release_memory
     bf16 = plan_inference(VGGTConfig(), (1, 8, 3, 392, 518), InferenceOptions(dtype="bfloat16"), CPU)
     assert bf16.store_dtype == torch.bfloat16 and bf16.estimated_bytes < plan.estimated_bytes - 5_000_000_000
 

@@ -10,8 +10,6 @@ oracle: each fast path reports its largest difference to them.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import json
 import logging
 import math
@@ -29,6 +27,7 @@ from typing import Any
 import torch
 
 from vggtkit.config import VGGTConfig, tiny_config
+from vggtkit.heap import release_free_memory
 from vggtkit.inference import InferenceOptions, parse_dtype, weights_nbytes
 
 logger = logging.getLogger(__name__)
@@ -153,20 +152,11 @@ def forward_flops(config: VGGTConfig, B: int, S: int, H: int, W: int) -> dict[st
 
 
 # ----------------------------------------------------------------------------- measuring
-def _libc() -> Any:
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-
-
 class MemoryMeter:
     """Peak memory of a code section: process RSS high-water mark on CPU (Linux), allocator peak on CUDA."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
-        self._libc = _libc()
 
     @staticmethod
     def rss() -> int:
@@ -195,8 +185,7 @@ class MemoryMeter:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(self.device)
             return torch.cuda.memory_allocated(self.device)
-        if self._libc is not None and hasattr(self._libc, "malloc_trim"):
-            self._libc.malloc_trim(0)
+        release_free_memory()
         try:
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")  # resets VmHWM to the current RSS

@@ -5,7 +5,8 @@
 * the **fast path** (default): keeps only the aggregator layers the heads read, frees everything else as soon as it
   is used, runs the patch embedder, frame attention and the DPT heads in chunks of frames, computes attention and
   the MLPs in chunks of tokens (so global attention's memory is linear in the token count) and the DPT heads'
-  full-resolution stages in bands of rows, and can compute in bfloat16/float16. In float32 its outputs match the
+  full-resolution stages in bands of rows, gives freed heap pages back to the system where its peaks are (CPU,
+  :mod:`vggtkit.heap`), and can compute in bfloat16/float16. In float32 its outputs match the
   reference path to float32 rounding (well inside the golden tolerances).
 * the **reference path** (:meth:`InferenceOptions.reference`): the plain code, written like the official
   implementation: every aggregator layer kept, no chunking, float32. Tests use it as the oracle for the fast path,
@@ -19,7 +20,7 @@ width C, ``c``/``s``/``h`` bytes per element of the compute, stored-layer and he
   attention's keys and values ``2 * S*P*C * c``;
 * the largest transient of one stage: a frame chunk of ``f`` frames in the patch embedder or frame attention
   needs about ``f*P*C * (4 + 2c)`` plus a token chunk of ``t`` tokens ``t*C * (6c + 16)`` (queries, attention
-  output) plus an MLP pass of ``m = t/2`` tokens ``4*m*C * c`` (its hidden layer); a DPT chunk of ``d`` frames
+  output) plus an MLP pass of as many tokens ``4*t*C * c`` (its hidden layer); a DPT chunk of ``d`` frames
   needs about ``d * (4*F*(4H/p)*(4W/p) + r*W*(F+32)) * h`` bytes (F = ``dpt_features``: the fusion maps at 4x
   the patch grid, then a band of ``r`` output rows of the maps at 8x the grid and at full size; about 190 MB for
   one 518x392 frame of VGGT-1B in float32 with the default bands of 196 rows).
@@ -73,7 +74,7 @@ _MEMORY_UNITS = {
 _MEMORY_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
 
 # Defaults of the automatic chunk sizes (used when neither the chunk sizes nor max_memory are given).
-DEFAULT_TOKEN_CHUNK = 2048  # queries per attention pass, half as many tokens per MLP pass: ~40 MB at C=1024
+DEFAULT_TOKEN_CHUNK = 2048  # queries per attention pass and tokens per MLP pass: ~120 MB at C=1024
 DEFAULT_WORKSPACE_BYTES = 256 * 2**20  # transient memory one stage may use
 # The full-resolution stages of a DPT head run in bands of output rows of about this size (two bands of a
 # 518x392 or 518x518 VGGT-1B frame in float32) instead of 0.2 GB maps of the whole frame. Small bands are slow:
@@ -142,14 +143,19 @@ class InferenceOptions:
             means float32 when ``dtype`` is float32, otherwise ``dtype`` (halves their memory).
         frame_chunk_size: frames per pass of the patch embedder, frame attention and DPT heads. None picks it
             from ``max_memory`` (or a 256 MiB workspace).
-        query_chunk_size: tokens per pass of attention (queries against all keys); the MLPs run half as many
-            per pass. None picks 2048 (fewer when ``max_memory`` is tight).
+        query_chunk_size: tokens per pass of attention (queries against all keys) and of the MLPs. None picks
+            2048 (fewer when ``max_memory`` is tight).
         max_memory: budget in bytes (or a string like '8GB') for the weights plus the estimated tensors of the
             forward pass; chunk sizes are chosen to fit it. See the module docstring for the estimate.
         weights_dtype: if set, :func:`prepare_model` (and :func:`infer`) convert the aggregator's weights (and
             the heads' when ``heads_dtype`` is the same reduced dtype) to it in place, halving their memory.
         channels_last: run the DPT heads' convolutions channels-last; None: on for CPUs (faster there, by about
             1.2x in float32 and 2x in bfloat16) and for reduced precision on GPUs.
+        release_memory: give freed heap pages back to the system before the last aggregator layer and before
+            each DPT pass and band (:mod:`vggtkit.heap`), so less freed memory stays resident at the peak (8
+            frames of 518x392 with VGGT-1B in float32: 0.15 GB lower), at the cost of faulting those pages in
+            again (measured: 10 % of a float32 DPT head, 7 % of a bfloat16 one). None: on for CPUs when the heads
+            run in float32, whose maps are twice as large; no effect on GPUs.
         reference_path: the plain path used as the test oracle (every layer kept, no chunking, float32). Use
             :meth:`reference` to build it.
     """
@@ -162,6 +168,7 @@ class InferenceOptions:
     max_memory: int | float | str | None = None
     weights_dtype: torch.dtype | str | None = None
     channels_last: bool | None = None
+    release_memory: bool | None = None
     reference_path: bool = False
 
     def __post_init__(self) -> None:
@@ -239,6 +246,7 @@ class ExecutionPlan:
     mlp_chunk: int
     head_rows: int
     channels_last: bool
+    release_memory: bool
     estimated_bytes: int
 
 
@@ -268,7 +276,7 @@ def _persistent_bytes(z: _Sizes, c: int, s: int) -> int:
 
 
 def _token_chunk_bytes(z: _Sizes, t: int, c: int) -> int:
-    return t * z.C * (6 * c + 16) + 4 * (t // 2) * z.C * c
+    return t * z.C * (6 * c + 16) + 4 * t * z.C * c
 
 
 def _frame_chunk_bytes(z: _Sizes, f: int, c: int) -> int:
@@ -337,9 +345,9 @@ def plan_inference(
     if options.query_chunk_size is None:
         while token_chunk > 256 and _token_chunk_bytes(sizes, token_chunk, c) > workspace / 2:
             token_chunk //= 2
-    # The MLP's hidden layer is 4x wider than the stream: half a token chunk keeps it to about two of the token
-    # chunk's stream-wide temporaries, with passes still large enough for efficient matrix products.
-    mlp_chunk = max(1, token_chunk // 2)
+    # MLP passes of a whole token chunk: passes of half as many tokens saved 17 MB at the 8-frame 518x392 peak of
+    # the aggregator (which is below the heads' peak) and made the float32 patch embedder about 3 % slower.
+    mlp_chunk = token_chunk
 
     def largest(cost: Callable[[int], int], limit: int) -> int:
         n = 1
@@ -376,6 +384,9 @@ def plan_inference(
     channels_last = options.channels_last
     if channels_last is None:  # measured faster on CPUs in both precisions; on GPUs for tensor cores
         channels_last = device.type == "cpu" or options.effective_heads_dtype in REDUCED_DTYPES
+    release_memory = options.release_memory
+    if release_memory is None:  # float32 heads: the maps whose freed pages are worth giving back
+        release_memory = h == 4
     return ExecutionPlan(
         dtype=options.dtype,
         heads_dtype=options.effective_heads_dtype,
@@ -387,6 +398,7 @@ def plan_inference(
         mlp_chunk=mlp_chunk,
         head_rows=head_rows,
         channels_last=bool(channels_last),
+        release_memory=device.type == "cpu" and release_memory,
         estimated_bytes=int(estimated),
     )
 

@@ -11,6 +11,8 @@ from vggtkit.inference import InferenceOptions, infer
 from vggtkit.layers import Block, RotaryPositionEmbedding2D, patch_positions
 from vggtkit.layers.fast_block import block_forward_
 from vggtkit.layers.rope import apply_rope_, rope_tables
+from vggtkit.models import aggregator as aggregator_module
+from vggtkit.models.heads import dpt_fast as dpt_fast_module
 from vggtkit.models.heads.dpt import DPTHead, add_uv_position_embedding_
 from vggtkit.models.heads.dpt_fast import dpt_forward_fast
 
@@ -243,6 +245,23 @@ def test_progress_reports_every_step(golden_vggt):
         progress=lambda d, t: calls.append((d, t)),
     )
     assert calls[-1] == (total, total)
+
+
+def test_release_memory_trims_before_the_last_layer_and_each_dpt_pass(
+    golden_vggt, golden_reference, monkeypatch
+):
+    calls: list[str] = []
+    monkeypatch.setattr(aggregator_module, "release_free_memory", lambda: calls.append("aggregator"))
+    monkeypatch.setattr(dpt_fast_module, "release_free_memory", lambda: calls.append("dpt"))
+    images, queries = golden_inputs()
+    ours = run(golden_vggt, images, queries, options=InferenceOptions(frame_chunk_size=1))
+    assert_matches(ours, golden_reference)
+    frames, dpt_passes = images.shape[-4], 3  # depth, points, track features; 28-row images: one band each
+    assert calls.count("aggregator") == 2  # the last layer's frame and global blocks
+    assert calls.count("dpt") == dpt_passes * frames * 2  # before each frame's pass and its band
+    calls.clear()
+    run(golden_vggt, images, queries, options=InferenceOptions(release_memory=False))
+    assert calls == []
 
 
 # ----------------------------------------------------------------------------- building blocks

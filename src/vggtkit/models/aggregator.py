@@ -11,6 +11,7 @@ import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from vggtkit.config import VGGTConfig
+from vggtkit.heap import release_free_memory
 from vggtkit.layers import Block, RotaryPositionEmbedding2D, patch_positions
 from vggtkit.layers.fast_block import block_forward_, prepare_block
 from vggtkit.layers.init import normal_parameter
@@ -219,6 +220,9 @@ class Aggregator(nn.Module):
                         # layer and free the stream, one (B, S, P, C) float32 tensor less at the peak.
                         store(idx, half)
                         tokens = outputs[idx][..., half]
+                    if plan.release_memory and idx == c.depth - 1:
+                        # The last layer holds every kept layer at once: the forward pass's peak so far.
+                        release_free_memory()
                     block = (self.frame_blocks if kind == "frame" else self.global_blocks)[idx]
                     weights = prepare_block(block, plan.dtype)
                     if kind == "frame":

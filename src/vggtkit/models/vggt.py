@@ -275,6 +275,7 @@ class VGGT(nn.Module):
             plan.heads_dtype,
             plan.channels_last,
             plan.head_rows,
+            plan.release_memory,
         )
         with torch.autocast(device.type, enabled=False):
             if self.depth_head is not None:

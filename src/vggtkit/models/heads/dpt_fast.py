@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vggtkit.heap import release_free_memory
 from vggtkit.models.heads.dpt import (
     FeatureFusionBlock,
     ResidualConvUnit,
@@ -157,6 +158,7 @@ class _Taps(NamedTuple):
     i0: Tensor
     i1: Tensor
     lam: Tensor
+    whole: bool  # all output rows from all input rows: the plain resize
 
 
 def _taps(rows: tuple[int, int], n_in: int, n_out: int, device: torch.device) -> _Taps:
@@ -168,12 +170,15 @@ def _taps(rows: tuple[int, int], n_in: int, n_out: int, device: torch.device) ->
     lam = (src - i0).clamp_(0, 1)
     i1 = (i0 + 1).clamp_(max=n_in - 1)
     span = (int(i0[0]), int(i1[-1]) + 1)
-    return _Taps(rows, span, i0.to(device), i1.to(device), lam.to(device))
+    whole = rows == (0, n_out) and span == (0, n_in)
+    return _Taps(rows, span, i0.to(device), i1.to(device), lam.to(device), whole)
 
 
 def _resize_rows(x: Tensor, taps: _Taps, width: int, channels_last: bool) -> Tensor:
     """Rows ``taps.rows`` of the bilinear (align_corners) resize to ``width`` columns of a map; x (N, C, m, w)
     holds its rows ``taps.span``. Rows are interpolated first (on the narrower map), then columns."""
+    if taps.whole:  # one band: the resize kernel itself (the gather below measured 30 % of a bfloat16 head)
+        return interpolate_bilinear(x, (taps.rows[1], width))
     axis = 1 if channels_last else 2  # the row axis of the view the rows are gathered from
     rows = x.permute(0, 2, 3, 1) if channels_last else x  # gathering (N, m, w, C) rows keeps channels-last
     shift = taps.span[0]
@@ -244,6 +249,7 @@ def dpt_forward_fast(
     dtype: torch.dtype = torch.float32,
     channels_last: bool = False,
     band_rows: int | None = None,
+    release_memory: bool = False,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Inference-only ``head.forward`` (the module docstring lists the differences).
 
@@ -255,6 +261,7 @@ def dpt_forward_fast(
         dtype: precision of the convolutions.
         channels_last: run the convolutions channels-last.
         band_rows: output rows per pass of the full-resolution stages (None: all).
+        release_memory: give freed heap pages back to the system before each pass and band (:mod:`vggtkit.heap`).
 
     Returns:
         As ``head.forward``, in float32.
@@ -274,9 +281,13 @@ def dpt_forward_fast(
     conf: Tensor | None = None
     for f0 in range(0, n, frames_chunk_size):
         f1 = min(f0 + frames_chunk_size, n)
+        if release_memory:
+            release_free_memory()
         low = _dpt_trunk(head, conv, [t[f0:f1] for t in layers], (H, W), patch_start_idx)
         for r0 in range(0, out_h, band_rows):
             r1 = min(r0 + band_rows, out_h)
+            if release_memory:
+                release_free_memory()
             out = _dpt_tail_rows(head, conv, low, (r0, r1), (out_h, out_w), W / H)
             if head.feature_only:
                 if values is None:
