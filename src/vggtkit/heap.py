@@ -6,7 +6,8 @@ tensors of up to 32 MiB come from those heaps, and the holes they leave when fre
 depends on the order of allocations: on 8 frames of 518x392, VGGT-1B's forward pass peaked about 0.2 GB higher
 than with every block over 1 MiB mapped on its own. ``malloc_trim(0)`` returns the free pages of every heap to the
 system without changing any setting; the fast path calls it where its peaks are (before the last aggregator layer
-and before each DPT pass and band), which took back 0.15 GB of those 0.2 GB. Freed pages are page-faulted in
+and before each DPT pass and band; by default when the heads run in float32), which took back 0.15 GB of those
+0.2 GB. Freed pages are page-faulted in
 again when reused, so it is not called after every block.
 """
 

@@ -5,8 +5,8 @@
 * the **fast path** (default): keeps only the aggregator layers the heads read, frees everything else as soon as it
   is used, runs the patch embedder, frame attention and the DPT heads in chunks of frames, computes attention and
   the MLPs in chunks of tokens (so global attention's memory is linear in the token count) and the DPT heads'
-  full-resolution stages in bands of rows, gives freed heap pages back to the system where its peaks are (CPU,
-  :mod:`vggtkit.heap`), and can compute in bfloat16/float16. In float32 its outputs match the
+  full-resolution stages in bands of rows, gives freed heap pages back to the system where its peaks are (CPU with
+  float32 heads, :mod:`vggtkit.heap`), and can compute in bfloat16/float16. In float32 its outputs match the
   reference path to float32 rounding (well inside the golden tolerances).
 * the **reference path** (:meth:`InferenceOptions.reference`): the plain code, written like the official
   implementation: every aggregator layer kept, no chunking, float32. Tests use it as the oracle for the fast path,
@@ -345,8 +345,8 @@ def plan_inference(
     if options.query_chunk_size is None:
         while token_chunk > 256 and _token_chunk_bytes(sizes, token_chunk, c) > workspace / 2:
             token_chunk //= 2
-    # MLP passes of a whole token chunk: passes of half as many tokens saved 17 MB at the 8-frame 518x392 peak of
-    # the aggregator (which is below the heads' peak) and made the float32 patch embedder about 3 % slower.
+    # MLP passes of a whole token chunk: half as many tokens per pass made the float32 patch embedder about 3 %
+    # slower, to save half a hidden layer (17 MB for VGGT-1B) at the aggregator's peak, which is below the heads'.
     mlp_chunk = token_chunk
 
     def largest(cost: Callable[[int], int], limit: int) -> int:
