@@ -233,8 +233,8 @@ def as_options(value: InferenceOptions | str | torch.dtype | None) -> InferenceO
 # ----------------------------------------------------------------------------- execution plan
 @dataclass(frozen=True)
 class ExecutionPlan:
-    """Resolved settings of one fast-path call (chunk sizes in frames; ``token_chunk`` and ``mlp_chunk`` in
-    tokens, ``head_rows`` in output rows of a DPT band)."""
+    """Resolved settings of one fast-path call (chunk sizes in frames; ``token_chunk`` in tokens per attention and
+    MLP pass, ``head_rows`` in output rows of a DPT band)."""
 
     dtype: torch.dtype
     heads_dtype: torch.dtype
@@ -243,7 +243,6 @@ class ExecutionPlan:
     frame_chunk: int
     head_chunk: int
     token_chunk: int
-    mlp_chunk: int
     head_rows: int
     channels_last: bool
     release_memory: bool
@@ -345,9 +344,8 @@ def plan_inference(
     if options.query_chunk_size is None:
         while token_chunk > 256 and _token_chunk_bytes(sizes, token_chunk, c) > workspace / 2:
             token_chunk //= 2
-    # MLP passes of a whole token chunk: half as many tokens per pass made the float32 patch embedder about 3 %
-    # slower, to save half a hidden layer (17 MB for VGGT-1B) at the aggregator's peak, which is below the heads'.
-    mlp_chunk = token_chunk
+    # The MLPs run in passes of a whole token chunk: half as many tokens per pass made the float32 patch embedder
+    # about 3 % slower, to save half a hidden layer (17 MB for VGGT-1B) at the aggregator's peak, below the heads'.
 
     def largest(cost: Callable[[int], int], limit: int) -> int:
         n = 1
@@ -395,7 +393,6 @@ def plan_inference(
         frame_chunk=frame_chunk,
         head_chunk=head_chunk,
         token_chunk=token_chunk,
-        mlp_chunk=mlp_chunk,
         head_rows=head_rows,
         channels_last=bool(channels_last),
         release_memory=device.type == "cpu" and release_memory,

@@ -276,11 +276,9 @@ def load_matching_weights(
         raise CheckpointError(
             f"checkpoint {source} shares no module with the model (it holds {sorted(theirs)})"
         )
-    _check_keys(
-        {k: v for k, v in expected.items() if module_of(k) in shared},
-        {k: v for k, v in state.items() if module_of(k) in shared},
-    )
-    model.load_state_dict({k: v for k, v in state.items() if module_of(k) in shared}, strict=False)
+    shared_state = {k: v for k, v in state.items() if module_of(k) in shared}
+    _check_keys({k: v for k, v in expected.items() if module_of(k) in shared}, shared_state)
+    model.load_state_dict(shared_state, strict=False)
     initialised, skipped = sorted(ours - theirs), sorted(theirs - ours)
     logger.info(
         "loaded %s from %s; initialised %s; skipped %s", sorted(shared), weights, initialised, skipped

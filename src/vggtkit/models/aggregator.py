@@ -143,9 +143,7 @@ class Aggregator(nn.Module):
         std = torch.tensor(IMAGENET_STD, device=frames.device, dtype=frames.dtype).view(1, 3, 1, 1)
         frames = (frames - mean) / std
         if isinstance(self.patch_embed, DinoVisionTransformer):
-            return self.patch_embed.forward_fast(
-                frames, plan.dtype, plan.token_chunk, pos_embed, plan.mlp_chunk
-            )
+            return self.patch_embed.forward_fast(frames, plan.dtype, plan.token_chunk, pos_embed)
         proj = self.patch_embed.proj
         weight, bias = proj.weight.to(plan.dtype), None if proj.bias is None else proj.bias.to(plan.dtype)
         out = F.conv2d(frames.to(plan.dtype), weight, bias, stride=proj.stride)
@@ -162,9 +160,9 @@ class Aggregator(nn.Module):
 
         The float32 token stream (B, S, P, C) is updated in place block after block; the patch embedder and frame
         blocks run ``plan.embed_chunk`` / ``plan.frame_chunk`` frames at a time, every block runs its attention
-        ``plan.token_chunk`` queries and its MLP ``plan.mlp_chunk`` tokens at a time, and only ``keep_layers`` are
-        written out, into preallocated (B, S, P, 2C) buffers of ``plan.store_dtype``; the last block runs in place
-        in its kept layer when that is float32.
+        and MLP ``plan.token_chunk`` tokens at a time, and only ``keep_layers`` are written out, into
+        preallocated (B, S, P, 2C) buffers of ``plan.store_dtype``; the last block runs in place in its kept layer
+        when that is float32.
 
         Args:
             images: (B, S, 3, H, W) in [0, 1].
@@ -229,17 +227,13 @@ class Aggregator(nn.Module):
                         per_frame = tokens.view(n, P, C)
                         for f0 in range(0, n, plan.frame_chunk):
                             x = per_frame[f0 : f0 + plan.frame_chunk]
-                            block_forward_(
-                                block, x, frame_rope, plan.token_chunk, plan.dtype, weights, plan.mlp_chunk
-                            )
+                            block_forward_(block, x, frame_rope, plan.token_chunk, plan.dtype, weights)
                         del per_frame, x
                     else:
                         sequences = tokens.view(B, S * P, C)
                         for b in range(B):
                             x = sequences[b : b + 1]
-                            block_forward_(
-                                block, x, global_rope, plan.token_chunk, plan.dtype, weights, plan.mlp_chunk
-                            )
+                            block_forward_(block, x, global_rope, plan.token_chunk, plan.dtype, weights)
                         del sequences, x
                     if not in_place:
                         store(idx, half)

@@ -105,12 +105,7 @@ class DinoVisionTransformer(nn.Module):
         return self.norm(tokens)[:, 1 + self.num_register_tokens :]
 
     def forward_fast(
-        self,
-        x: Tensor,
-        dtype: torch.dtype,
-        token_chunk: int,
-        pos_embed: Tensor | None = None,
-        mlp_chunk: int | None = None,
+        self, x: Tensor, dtype: torch.dtype, token_chunk: int, pos_embed: Tensor | None = None
     ) -> Tensor:
         """Inference-only equivalent of :meth:`forward` (matrix products in ``dtype``, residual stream in
         float32, in place; see :func:`vggtkit.layers.fast_block.block_forward_`).
@@ -118,7 +113,7 @@ class DinoVisionTransformer(nn.Module):
         Args:
             x: (N, 3, H, W) normalised images.
             pos_embed: ``interpolate_pos_encoding(H/p, W/p, float32)``, when the caller reuses it.
-            token_chunk, mlp_chunk: queries per attention pass and tokens per MLP pass (see ``block_forward_``).
+            token_chunk: queries per attention pass and tokens per MLP pass (see ``block_forward_``).
 
         Returns:
             float32 normalised patch tokens (N, H/p * W/p, C).
@@ -140,6 +135,6 @@ class DinoVisionTransformer(nn.Module):
         if self.register_tokens is not None:
             tokens[:, 1 : 1 + R] = self.register_tokens[0]
         for block in self.blocks:
-            block_forward_(block, tokens, None, token_chunk, dtype, mlp_chunk=mlp_chunk)
+            block_forward_(block, tokens, None, token_chunk, dtype)
         norm = self.norm
         return F.layer_norm(tokens[:, 1 + R :], (C,), norm.weight.float(), norm.bias.float(), norm.eps)
