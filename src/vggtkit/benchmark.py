@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from vggtkit.config import VGGTConfig, tiny_config
+from vggtkit.models.vggt.config import VGGTConfig, tiny_config
 from vggtkit.heap import release_free_memory
 from vggtkit.inference import InferenceOptions, parse_dtype, weights_nbytes
 
@@ -44,7 +44,7 @@ def random_model(config: VGGTConfig, seed: int = 0, device: str | torch.device =
     Matrices get uniform values in +-1/sqrt(fan_in) (tiled from one random block, so filling is a memory copy),
     LayerScale 0.01 (aggregator, heads) or 1 (DINOv2), norms weight 1 and bias 0, other vectors small values.
     """
-    from vggtkit.models.vggt import VGGT
+    from vggtkit.models.vggt.model import VGGT
 
     with torch.device("meta"):
         model = VGGT(config)

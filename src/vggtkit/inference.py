@@ -44,8 +44,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
-    from vggtkit.config import VGGTConfig
-    from vggtkit.models.vggt import VGGT
+    from vggtkit.models.vggt.config import VGGTConfig
+    from vggtkit.models.vggt.model import VGGT
 
 logger = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from vggtkit.config import VGGTConfig
+from vggtkit.models.vggt.config import VGGTConfig
 
 if TYPE_CHECKING:
-    from vggtkit.models.vggt import VGGT
+    from vggtkit.models.vggt.model import VGGT
 
 logger = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ from vggtkit.inference import InferenceOptions, infer
 from vggtkit.layers import Block, RotaryPositionEmbedding2D, patch_positions
 from vggtkit.layers.fast_block import block_forward_
 from vggtkit.layers.rope import apply_rope_, rope_tables
-from vggtkit.models import aggregator as aggregator_module
-from vggtkit.models.heads import dpt_fast as dpt_fast_module
-from vggtkit.models.heads.dpt import DPTHead, add_uv_position_embedding_
-from vggtkit.models.heads.dpt_fast import dpt_forward_fast
+from vggtkit.models.vggt import aggregator as aggregator_module
+from vggtkit.models.vggt.heads import dpt_fast as dpt_fast_module
+from vggtkit.models.vggt.heads.dpt import DPTHead, add_uv_position_embedding_
+from vggtkit.models.vggt.heads.dpt_fast import dpt_forward_fast
 
 DENSE = ("pose_enc", "depth", "depth_conf", "world_points", "world_points_conf")
 # Official code under bfloat16 autocast on the CPU, against its float32 outputs (the numbers).

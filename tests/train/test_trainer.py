@@ -120,7 +120,7 @@ def test_schedule_warms_up_then_decays():
 
 
 def test_weight_decay_exempts_gammas_norms_biases_and_tokens_unless_decay_all():
-    from vggtkit.config import VGGTConfig
+    from vggtkit.models.vggt.config import VGGTConfig
     from vggtkit.train.config import MODEL_PRESETS
 
     model = VGGT(VGGTConfig(**MODEL_PRESETS["test-tiny"]))

@@ -100,7 +100,7 @@ class ModelRunner:
     def __init__(
         self, model: Any, *, device: str = "auto", dtype: str = "float32", resolution: int = 518
     ) -> None:
-        from vggtkit.models.vggt import VGGT
+        from vggtkit.models.vggt.model import VGGT
 
         self.device = resolve_device(device)
         self.dtype = dtype

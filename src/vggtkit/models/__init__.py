@@ -1,6 +1,5 @@
-"""Model definitions."""
+"""Model families, one sub-package each."""
 
-from vggtkit.models.aggregator import Aggregator
-from vggtkit.models.vggt import VGGT
+from vggtkit.models.vggt import VGGT, VGGTConfig
 
-__all__ = ["Aggregator", "VGGT"]
+__all__ = ["VGGT", "VGGTConfig"]

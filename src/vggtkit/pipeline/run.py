@@ -207,7 +207,7 @@ def _prepare_tensor(
 
 # ----------------------------------------------------------------------------------------------- model
 def _load_model(model: Any, device: torch.device) -> torch.nn.Module:
-    from vggtkit.models.vggt import VGGT
+    from vggtkit.models.vggt.model import VGGT
 
     if isinstance(model, VGGT):
         return model.to(device).eval()

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from vggtkit.config import VGGTConfig
+from vggtkit.models.vggt.config import VGGTConfig
 from vggtkit.train.losses import LossConfig
 
 DATA_SOURCES = ("synthetic", "scene_folder")

@@ -21,11 +21,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vggtkit.config import VGGTConfig
+from vggtkit.models.vggt.config import VGGTConfig
 from vggtkit.data.augment import ColorJitter
 from vggtkit.data.batches import BatchOptions, BatchStream, SceneSource
 from vggtkit.data.normalize import normalize_batch
-from vggtkit.models.vggt import VGGT
+from vggtkit.models.vggt.model import VGGT
 from vggtkit.train.checkpoint import (
     OPTIM_NAME,
     load_optimizer_state,

@@ -9,8 +9,8 @@ from torch import Tensor, nn
 
 from vggtkit.layers import Mlp
 from vggtkit.layers.init import normal_parameter
-from vggtkit.models.heads.dpt import DPTHead
-from vggtkit.models.heads.track_modules import (
+from vggtkit.models.vggt.heads.dpt import DPTHead
+from vggtkit.models.vggt.heads.track_modules import (
     CorrBlock,
     EfficientUpdateFormer,
     flow_embedding,

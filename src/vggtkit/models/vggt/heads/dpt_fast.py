@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vggtkit.heap import release_free_memory
-from vggtkit.models.heads.dpt import (
+from vggtkit.models.vggt.heads.dpt import (
     FeatureFusionBlock,
     ResidualConvUnit,
     add_uv_position_embedding_,
@@ -33,7 +33,7 @@ from vggtkit.models.heads.dpt import (
 )
 
 if TYPE_CHECKING:
-    from vggtkit.models.heads.dpt import DPTHead
+    from vggtkit.models.vggt.heads.dpt import DPTHead
 
 
 class _Convs:

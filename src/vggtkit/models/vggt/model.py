@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vggtkit.config import VGGTConfig
+from vggtkit.models.vggt.config import VGGTConfig
 from vggtkit.inference import (
     InferenceOptions,
     as_options,
@@ -18,9 +18,9 @@ from vggtkit.inference import (
     plan_inference,
     weights_nbytes,
 )
-from vggtkit.models.aggregator import Aggregator
-from vggtkit.models.heads import CameraHead, DPTHead, TrackHead
-from vggtkit.models.heads.dpt_fast import dpt_forward_fast
+from vggtkit.models.vggt.aggregator import Aggregator
+from vggtkit.models.vggt.heads import CameraHead, DPTHead, TrackHead
+from vggtkit.models.vggt.heads.dpt_fast import dpt_forward_fast
 
 logger = logging.getLogger(__name__)
 REFERENCE_DPT_CHUNK = 8  # frames per DPT pass on the reference path, as the official code

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from vggtkit.layers import Block, Mlp
-from vggtkit.models.heads.activations import activate_pose
+from vggtkit.models.vggt.heads.activations import activate_pose
 
 POSE_ENCODING_DIM = 9  # absT_quaR_FoV: translation (3), quaternion xyzw (4), fov_h, fov_w
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vggtkit.models.heads.activations import apply_conf_activation, apply_point_activation
+from vggtkit.models.vggt.heads.activations import apply_conf_activation, apply_point_activation
 
 # Above this many output elements one interpolate call can overflow int32 indexing; split along the batch.
 _INTERPOLATE_MAX_ELEMENTS = 1_610_612_736
