@@ -1,7 +1,7 @@
 """vggtkit: VGGT (Visual Geometry Grounded Transformer) reconstruction toolkit."""
 
-from vggtkit.models.vggt.config import VGGTConfig, tiny_config
 from vggtkit.io.images import load_and_preprocess_images
+from vggtkit.models.vggt.config import VGGTConfig, tiny_config
 from vggtkit.models.vggt.model import VGGT
 from vggtkit.pipeline import Reconstruction, reconstruct
 from vggtkit.weights import CheckpointError

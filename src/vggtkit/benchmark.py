@@ -18,7 +18,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,13 +26,13 @@ from typing import Any
 
 import torch
 
-from vggtkit.models.vggt.config import VGGTConfig, tiny_config
 from vggtkit.heap import release_free_memory
 from vggtkit.inference import InferenceOptions, parse_dtype, weights_nbytes
+from vggtkit.models.vggt.config import VGGTConfig, preset_config
 
 logger = logging.getLogger(__name__)
 
-CONFIGS: dict[str, Callable[[], VGGTConfig]] = {"tiny": tiny_config, "1b": VGGTConfig}
+CONFIGS = ("tiny", "1b")
 DENSE_KEYS = ("pose_enc", "depth", "depth_conf", "world_points", "world_points_conf")
 STAGES = ("patch_embed", "aggregator", "camera_head", "depth_head", "point_head")
 
@@ -370,7 +370,7 @@ def run_case(case: Case) -> list[dict[str, Any]]:
     from vggtkit.inference import plan_inference, prepare_model
 
     device = torch.device(case.device)
-    config = CONFIGS[case.config]()
+    config = preset_config(case.config)
     torch.manual_seed(case.seed)
     build_start = time.perf_counter()
     model = random_model(config, case.seed, device)

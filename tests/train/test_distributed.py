@@ -35,7 +35,8 @@ def test_two_process_training_keeps_replicas_identical(tmp_path):
         torch.testing.assert_close(rank0[key], rank1[key], rtol=0, atol=0)
     # the replicas moved away from the initialisation, and the logged losses are finite
     from vggtkit import VGGT
-    from vggtkit.train.config import MODEL_PRESETS, TrainConfig
+    from vggtkit.models.vggt.config import PRESETS as MODEL_PRESETS
+    from vggtkit.train.config import TrainConfig
 
     torch.manual_seed(TrainConfig().run.seed)
     initial = VGGT(

@@ -7,7 +7,8 @@ import pytest
 from vggtkit import VGGT
 from vggtkit.data.synthetic import load_heldout_set, render_scene
 from vggtkit.eval import evaluate_methods, identity_constant_baseline, model_method
-from vggtkit.train.config import MODEL_PRESETS, TrainConfig
+from vggtkit.models.vggt.config import PRESETS as MODEL_PRESETS
+from vggtkit.train.config import TrainConfig
 from vggtkit.weights import BUNDLED_MODELS, resolve_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vggtkit.train.config import MODEL_PRESETS, TrainConfig, apply_overrides, load_train_config
+from vggtkit.models.vggt.config import PRESETS as MODEL_PRESETS
+from vggtkit.train.config import TrainConfig, apply_overrides, load_train_config
 
 REPO = Path(__file__).resolve().parents[2]
 

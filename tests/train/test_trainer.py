@@ -120,8 +120,8 @@ def test_schedule_warms_up_then_decays():
 
 
 def test_weight_decay_exempts_gammas_norms_biases_and_tokens_unless_decay_all():
+    from vggtkit.models.vggt.config import PRESETS as MODEL_PRESETS
     from vggtkit.models.vggt.config import VGGTConfig
-    from vggtkit.train.config import MODEL_PRESETS
 
     model = VGGT(VGGTConfig(**MODEL_PRESETS["test-tiny"]))
     params = dict(model.named_parameters())

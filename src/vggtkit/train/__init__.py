@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from vggtkit.train.config import MODEL_PRESETS, TrainConfig, apply_overrides, load_train_config
+from vggtkit.train.config import TrainConfig, apply_overrides, load_train_config
 from vggtkit.train.losses import LossConfig, MultitaskLoss
 from vggtkit.train.trainer import TrainResult, train
 
 __all__ = [
-    "MODEL_PRESETS",
     "LossConfig",
     "MultitaskLoss",
     "TrainConfig",

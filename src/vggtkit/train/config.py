@@ -17,46 +17,12 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from vggtkit.models.vggt.config import VGGTConfig
+from vggtkit.models.vggt.config import PRESETS, VGGTConfig, preset_config
 from vggtkit.train.losses import LossConfig
 
 DATA_SOURCES = ("synthetic", "scene_folder")
 AMP_MODES = ("auto", "bf16", "off")
 LOGGERS = ("csv", "tensorboard")
-
-# Named model architectures for training. "tiny-synthetic" is the shipped model's architecture.
-MODEL_PRESETS: dict[str, dict[str, Any]] = {
-    "tiny-synthetic": dict(
-        img_size=112,
-        embed_dim=128,
-        depth=6,
-        num_heads=4,
-        patch_embed="dinov2",
-        patch_embed_depth=2,
-        patch_embed_num_heads=4,
-        camera_trunk_depth=2,
-        camera_num_heads=4,
-        dpt_features=64,
-        dpt_out_channels=(32, 64, 128, 128),
-        dpt_layers=(1, 3, 4, 5),
-        enable_point=False,
-        enable_track=False,
-    ),
-    "test-tiny": dict(
-        img_size=56,
-        embed_dim=32,
-        depth=2,
-        num_heads=2,
-        patch_embed="conv",
-        camera_trunk_depth=1,
-        camera_num_heads=2,
-        dpt_features=16,
-        dpt_out_channels=(8, 16, 16, 16),
-        dpt_layers=(0, 1, 1, 1),
-        enable_point=False,
-        enable_track=False,
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -69,13 +35,13 @@ class ModelSection:
     init_from: str | None = None
 
     def __post_init__(self) -> None:
-        if self.preset is not None and self.preset not in MODEL_PRESETS:
-            raise ValueError(f"unknown model preset {self.preset!r}; known: {sorted(MODEL_PRESETS)}")
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ValueError(f"unknown model preset {self.preset!r}; known: {sorted(PRESETS)}")
 
     def build_config(self) -> VGGTConfig:
-        base = dict(MODEL_PRESETS[self.preset]) if self.preset else {}
-        base.update(self.fields)
-        return VGGTConfig.from_dict(base)
+        if self.preset is None:
+            return VGGTConfig.from_dict(dict(self.fields))
+        return preset_config(self.preset, **self.fields)
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from vggtkit.models.vggt.config import VGGTConfig
 from vggtkit.data.augment import ColorJitter
 from vggtkit.data.batches import BatchOptions, BatchStream, SceneSource
 from vggtkit.data.normalize import normalize_batch
+from vggtkit.models.vggt.config import VGGTConfig
 from vggtkit.models.vggt.model import VGGT
 from vggtkit.train.checkpoint import (
     OPTIM_NAME,

@@ -166,9 +166,11 @@ class VGGTConfig:
         return cls(**d)
 
 
-def tiny_config(**overrides: Any) -> VGGTConfig:
-    """A very small random-weight configuration for tests and smoke runs (about 0.6 M parameters)."""
-    base: dict[str, Any] = dict(
+# Named architectures (fields that differ from VGGT-1B). "tiny" is for tests, "tiny-synthetic" is the shipped
+# model's architecture, "test-tiny" a still smaller one for training tests.
+PRESETS: dict[str, dict[str, Any]] = {
+    "1b": {},
+    "tiny": dict(
         embed_dim=64,
         depth=4,
         num_heads=4,
@@ -184,6 +186,50 @@ def tiny_config(**overrides: Any) -> VGGTConfig:
         track_corr_levels=3,
         track_corr_radius=2,
         track_iters=2,
-    )
-    base.update(overrides)
-    return VGGTConfig(**base)
+    ),
+    "tiny-synthetic": dict(
+        img_size=112,
+        embed_dim=128,
+        depth=6,
+        num_heads=4,
+        patch_embed_depth=2,
+        patch_embed_num_heads=4,
+        camera_trunk_depth=2,
+        camera_num_heads=4,
+        dpt_features=64,
+        dpt_out_channels=(32, 64, 128, 128),
+        dpt_layers=(1, 3, 4, 5),
+        enable_point=False,
+        enable_track=False,
+    ),
+    "test-tiny": dict(
+        img_size=56,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+        patch_embed="conv",
+        camera_trunk_depth=1,
+        camera_num_heads=2,
+        dpt_features=16,
+        dpt_out_channels=(8, 16, 16, 16),
+        dpt_layers=(0, 1, 1, 1),
+        enable_point=False,
+        enable_track=False,
+    ),
+}
+
+
+def preset_config(name: str, **overrides: Any) -> VGGTConfig:
+    """The configuration of a named architecture (see ``PRESETS``), with fields overridden.
+
+    Raises:
+        ValueError: an unknown name or field.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown VGGT preset {name!r}; known: {', '.join(sorted(PRESETS))}")
+    return VGGTConfig.from_dict({**PRESETS[name], **overrides})
+
+
+def tiny_config(**overrides: Any) -> VGGTConfig:
+    """A very small random-weight configuration for tests and smoke runs (about 0.6 M parameters)."""
+    return preset_config("tiny", **overrides)

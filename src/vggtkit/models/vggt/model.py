@@ -10,7 +10,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vggtkit.models.vggt.config import VGGTConfig
 from vggtkit.inference import (
     InferenceOptions,
     as_options,
@@ -19,6 +18,7 @@ from vggtkit.inference import (
     weights_nbytes,
 )
 from vggtkit.models.vggt.aggregator import Aggregator
+from vggtkit.models.vggt.config import VGGTConfig
 from vggtkit.models.vggt.heads import CameraHead, DPTHead, TrackHead
 from vggtkit.models.vggt.heads.dpt_fast import dpt_forward_fast
 
