@@ -26,9 +26,9 @@ from typing import Any
 
 import torch
 
-from vggtkit.heap import release_free_memory
 from vggtkit.inference import InferenceOptions, parse_dtype, weights_nbytes
 from vggtkit.models.vggt.config import VGGTConfig, preset_config
+from vggtkit.utils.memory import PeakMemory
 
 logger = logging.getLogger(__name__)
 
@@ -152,54 +152,6 @@ def forward_flops(config: VGGTConfig, B: int, S: int, H: int, W: int) -> dict[st
 
 
 # ----------------------------------------------------------------------------- measuring
-class MemoryMeter:
-    """Peak memory of a code section: process RSS high-water mark on CPU (Linux), allocator peak on CUDA."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-
-    @staticmethod
-    def rss() -> int:
-        """Current resident set size in bytes (Linux /proc; 0 elsewhere)."""
-        try:
-            with open("/proc/self/statm") as f:
-                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError):
-            return 0
-
-    @staticmethod
-    def _hwm() -> int:
-        try:
-            with open("/proc/self/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) * 1024
-        except OSError:
-            pass
-        return 0
-
-    def start(self) -> int:
-        """Release free heap memory, reset the peak, and return the baseline in bytes."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(self.device)
-            return torch.cuda.memory_allocated(self.device)
-        release_free_memory()
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")  # resets VmHWM to the current RSS
-        except OSError:
-            pass
-        return self.rss()
-
-    def peak(self) -> int:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            return torch.cuda.max_memory_allocated(self.device)
-        return max(self._hwm(), self.rss())
-
-
 def matmul_peak_flops(dtype: torch.dtype, device: torch.device, size: int = 2048, repeats: int = 5) -> float:
     """Best FLOP/s of a (size x size) @ (size x size) product in ``dtype`` on ``device``."""
     a = torch.randn(size, size, device=device).to(dtype)
@@ -244,7 +196,7 @@ def run_path(
 ) -> PathResult:
     """Time one forward pass per stage (from the model's progress ticks) and measure its peak memory."""
     device = images.device
-    meter = MemoryMeter(device)
+    meter = PeakMemory(device)
     marks: list[float] = []
 
     def progress(done: int, total: int) -> None:
@@ -258,7 +210,7 @@ def run_path(
         out = model(images, options=options, progress=progress)
     _sync(device)
     end = time.perf_counter()
-    peak = meter.peak()
+    peak = meter.stop()
     bounds = [start, *marks, end]
     steps = [b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     outputs = {k: out[k].detach().float().cpu() for k in DENSE_KEYS if k in out} if keep_outputs else {}

@@ -6,7 +6,7 @@
   is used, runs the patch embedder, frame attention and the DPT heads in chunks of frames, computes attention and
   the MLPs in chunks of tokens (so global attention's memory is linear in the token count) and the DPT heads'
   full-resolution stages in bands of rows, gives freed heap pages back to the system where its peaks are (CPU with
-  float32 heads, :mod:`vggtkit.heap`), and can compute in bfloat16/float16. In float32 its outputs match the
+  float32 heads, :mod:`vggtkit.utils.memory`), and can compute in bfloat16/float16. In float32 its outputs match the
   reference path to float32 rounding (well inside the golden tolerances).
 * the **reference path** (:meth:`InferenceOptions.reference`): the plain code, written like the official
   implementation: every aggregator layer kept, no chunking, float32. Tests use it as the oracle for the fast path,
@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -47,31 +45,10 @@ if TYPE_CHECKING:
     from vggtkit.models.vggt.config import VGGTConfig
     from vggtkit.models.vggt.model import VGGT
 
-logger = logging.getLogger(__name__)
+from vggtkit.utils.dtypes import REDUCED_DTYPES, dtype_name, parse_dtype
+from vggtkit.utils.memory import format_bytes, parse_memory
 
-DTYPE_NAMES: dict[str, torch.dtype] = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-    "half": torch.float16,
-}
-REDUCED_DTYPES = (torch.bfloat16, torch.float16)
-_MEMORY_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1e3,
-    "kb": 1e3,
-    "m": 1e6,
-    "mb": 1e6,
-    "g": 1e9,
-    "gb": 1e9,
-    "t": 1e12,
-    "tb": 1e12,
-}
-_MEMORY_UNITS.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
+logger = logging.getLogger(__name__)
 
 # Defaults of the automatic chunk sizes (used when neither the chunk sizes nor max_memory are given).
 DEFAULT_TOKEN_CHUNK = 2048  # queries per attention pass and tokens per MLP pass: ~120 MB at C=1024
@@ -84,48 +61,6 @@ MAX_AUTO_HEAD_CHUNK = 8  # frames per DPT pass on GPUs (the official default)
 # On CPUs one frame per DPT pass: larger passes were slower there (tiny, 8 frames: 6.1-6.4 s with 1 vs 7.8-8.2 s
 # with 8) and make the heads' memory grow with the frame count.
 MAX_AUTO_HEAD_CHUNK_CPU = 1
-
-
-def parse_dtype(value: str | torch.dtype, what: str = "dtype") -> torch.dtype:
-    """'float32' | 'bfloat16' | 'float16' (also 'fp32', 'bf16', 'fp16', or a torch.dtype) -> torch.dtype."""
-    if isinstance(value, torch.dtype):
-        dtype = value
-    elif isinstance(value, str) and value.lower().removeprefix("torch.") in DTYPE_NAMES:
-        dtype = DTYPE_NAMES[value.lower().removeprefix("torch.")]
-    else:
-        raise ValueError(f"{what} must be one of float32, bfloat16, float16, got {value!r}")
-    if dtype not in (torch.float32, *REDUCED_DTYPES):
-        raise ValueError(f"{what} must be float32, bfloat16 or float16, got {dtype}")
-    return dtype
-
-
-def parse_memory(value: int | float | str) -> int:
-    """Bytes from a number or a string such as '8GB', '6.5 GiB', '512MB' (decimal and binary units)."""
-    if isinstance(value, bool):
-        raise ValueError(f"max_memory must be a number of bytes or a string like '8GB', got {value!r}")
-    if isinstance(value, int | float):
-        amount = float(value)
-    else:
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-z]*)\s*", str(value).lower())
-        if not match or match.group(2) not in _MEMORY_UNITS:
-            raise ValueError(
-                f"cannot read memory size {value!r}: use bytes or a number with a unit, e.g. '8GB', '6GiB', '512MB'"
-            )
-        amount = float(match.group(1)) * _MEMORY_UNITS[match.group(2)]
-    if not math.isfinite(amount) or amount <= 0:
-        raise ValueError(f"max_memory must be positive, got {value!r}")
-    return int(amount)
-
-
-def format_bytes(n: float, up: bool = False) -> str:
-    """'1.23 GB' / '45.6 MB' (decimal units); ``up`` rounds up (for a minimum to ask for)."""
-    unit, scale = ("GB", 1e9) if n >= 1e9 else ("MB", 1e6)
-    value = math.ceil(n / scale * 100) / 100 if up else n / scale
-    return f"{value:.2f} {unit}"
-
-
-def _dtype_name(dtype: torch.dtype | None) -> str | None:
-    return None if dtype is None else str(dtype).removeprefix("torch.")
 
 
 @dataclass(frozen=True)
@@ -152,7 +87,7 @@ class InferenceOptions:
         channels_last: run the DPT heads' convolutions channels-last; None: on for CPUs (faster there, by about
             1.2x in float32 and 2x in bfloat16) and for reduced precision on GPUs.
         release_memory: give freed heap pages back to the system before the last aggregator layer and before
-            each DPT pass and band (:mod:`vggtkit.heap`), so less freed memory stays resident at the peak (8
+            each DPT pass and band (:mod:`vggtkit.utils.memory`), so less freed memory stays resident at the peak (8
             frames of 518x392 with VGGT-1B in float32: 0.15 GB lower), at the cost of faulting those pages in
             again (measured: 10 % of a float32 DPT head, 7 % of a bfloat16 one). None: on for CPUs when the heads
             run in float32, whose maps are twice as large; no effect on GPUs.
@@ -182,7 +117,7 @@ class InferenceOptions:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
         if self.max_memory is not None:
-            set_(self, "max_memory", parse_memory(self.max_memory))
+            set_(self, "max_memory", parse_memory(self.max_memory, "max_memory"))
         if self.weights_dtype is not None and self.weights_dtype == torch.float32:
             set_(self, "weights_dtype", None)
         if self.reference_path:
@@ -194,7 +129,7 @@ class InferenceOptions:
             if self.dtype != torch.float32 or changed:
                 raise ValueError(
                     "the reference path is plain float32 without chunking; "
-                    f"do not combine it with other options (got dtype={_dtype_name(self.dtype)}, {changed})"
+                    f"do not combine it with other options (got dtype={dtype_name(self.dtype)}, {changed})"
                 )
 
     @classmethod
@@ -214,7 +149,7 @@ class InferenceOptions:
         """JSON-friendly summary (dtype names as strings)."""
         out = dataclasses.asdict(self)
         for name in ("dtype", "heads_dtype", "store_layers_dtype", "weights_dtype"):
-            out[name] = _dtype_name(out[name])
+            out[name] = dtype_name(out[name])
         return out
 
 

@@ -22,9 +22,9 @@ from vggtkit.export import (
     export_transforms_json,
     parse_export_names,
 )
-from vggtkit.export._atomic import atomic_dir, atomic_path
 from vggtkit.export.glb import scene_alignment
 from vggtkit.export.points import select_points
+from vggtkit.utils.atomic import atomic_dir, atomic_path
 
 ALL = ExportOptions(conf_threshold=0)
 

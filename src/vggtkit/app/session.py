@@ -34,8 +34,8 @@ import numpy as np
 
 from vggtkit.app.ingest import list_frames
 from vggtkit.app.settings import ViewSettings
-from vggtkit.export._atomic import atomic_path
 from vggtkit.pipeline import Reconstruction
+from vggtkit.utils.atomic import atomic_path
 
 __all__ = ["ReconstructionCache", "Run", "SessionStore", "ViewFile"]
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vggtkit.export._atomic import atomic_path
 from vggtkit.pipeline.reconstruction import Reconstruction
+from vggtkit.utils.atomic import atomic_path
 
 __all__ = ["FrameImage", "write_images"]
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from vggtkit.export._atomic import atomic_path
+from vggtkit.utils.atomic import atomic_path
 
 __all__ = ["write_json"]
 

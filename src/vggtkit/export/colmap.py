@@ -20,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from vggtkit.export._atomic import atomic_dir
 from vggtkit.export._images import FrameImage, write_images
 from vggtkit.export.options import DEFAULT_OPTIONS, ExportOptions, ExportResult
 from vggtkit.export.points import point_mask
 from vggtkit.export.tracks import Tracks, build_tracks
 from vggtkit.pipeline.reconstruction import Reconstruction
+from vggtkit.utils.atomic import atomic_dir
 
 __all__ = ["build_colmap_reconstruction", "camera_params", "export_colmap"]
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from vggtkit.export._atomic import atomic_dir
 from vggtkit.export._json import write_json
 from vggtkit.export.options import DEFAULT_OPTIONS, ExportOptions, ExportResult
 from vggtkit.pipeline.reconstruction import Reconstruction
+from vggtkit.utils.atomic import atomic_dir
 
 __all__ = ["export_depth", "quantization_scale"]
 

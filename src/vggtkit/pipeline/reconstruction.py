@@ -203,7 +203,7 @@ class Reconstruction:
         their paths in ``image_paths``, so exports and later re-exports can use them."""
         from PIL import Image
 
-        from vggtkit.export._atomic import atomic_path
+        from vggtkit.utils.atomic import atomic_path
 
         written: list[Path] = []
         if self.source_frames is None:
@@ -223,7 +223,7 @@ class Reconstruction:
     # ------------------------------------------------------------------ npz
     def save_npz(self, path: str | os.PathLike[str]) -> Path:
         """Write all arrays to one ``.npz`` (temporary name, then rename). Returns the path."""
-        from vggtkit.export._atomic import atomic_path
+        from vggtkit.utils.atomic import atomic_path
 
         path = Path(path)
         arrays: dict[str, np.ndarray] = {

@@ -10,13 +10,13 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from torch import Tensor, nn
 
-from vggtkit.heap import release_free_memory
 from vggtkit.layers import Block, RotaryPositionEmbedding2D, patch_positions
 from vggtkit.layers.fast_block import block_forward_, prepare_block
 from vggtkit.layers.init import normal_parameter
 from vggtkit.layers.rope import rope_tables
 from vggtkit.models.vggt.config import VGGTConfig
 from vggtkit.models.vggt.dinov2 import ConvPatchEmbed, DinoVisionTransformer
+from vggtkit.utils.memory import release_free_memory
 
 if TYPE_CHECKING:
     from vggtkit.inference import ExecutionPlan

@@ -24,13 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vggtkit.heap import release_free_memory
 from vggtkit.models.vggt.heads.dpt import (
     FeatureFusionBlock,
     ResidualConvUnit,
     add_uv_position_embedding_,
     interpolate_bilinear,
 )
+from vggtkit.utils.memory import release_free_memory
 
 if TYPE_CHECKING:
     from vggtkit.models.vggt.heads.dpt import DPTHead
@@ -261,7 +261,7 @@ def dpt_forward_fast(
         dtype: precision of the convolutions.
         channels_last: run the convolutions channels-last.
         band_rows: output rows per pass of the full-resolution stages (None: all).
-        release_memory: give freed heap pages back to the system before each pass and band (:mod:`vggtkit.heap`).
+        release_memory: give freed heap pages back to the system before each pass and band (:mod:`vggtkit.utils.memory`).
 
     Returns:
         As ``head.forward``, in float32.

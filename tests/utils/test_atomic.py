@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from vggtkit.export._atomic import atomic_dir, atomic_path
+from vggtkit.utils.atomic import atomic_dir, atomic_path
 
 
 @pytest.fixture
