@@ -121,7 +121,7 @@ def test_checkpoint_mistakes(tmp_path: Path, checkpoint: Path, capsys) -> None:
     start = time.perf_counter()
     line = _error_line(capsys, [*base, "--checkpoint", "someone/not-cached-vggt"])
     assert time.perf_counter() - start < 10
-    assert "not in the Hugging Face cache" in line and "--checkpoint PATH" in line
+    assert "not in the Hugging Face cache" in line and "hf download someone/not-cached-vggt" in line
 
 
 def test_out_of_memory(tmp_path: Path, checkpoint: Path, capsys, monkeypatch) -> None:

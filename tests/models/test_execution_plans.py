@@ -1,4 +1,5 @@
-"""The fast inference path against its oracle, the reference path, and against the golden fixture."""
+"""Every execution plan computes the same function: lean plans against the plain reference plan and the golden
+fixture; reduced precision within the official code's own drift; plan resolution and its errors."""
 
 from __future__ import annotations
 
@@ -7,17 +8,12 @@ import torch
 
 from _golden import GOLDEN_TOL, assert_golden, golden_config_dict, golden_model, load_golden
 from vggtkit import VGGT, VGGTConfig, tiny_config
-from vggtkit.inference import InferenceOptions, infer
-from vggtkit.layers import Block, RotaryPositionEmbedding2D, patch_positions
-from vggtkit.layers.fast_block import block_forward_
-from vggtkit.layers.rope import apply_rope_, rope_tables
+from vggtkit.inference import ExecutionPlan, InferenceOptions, infer, plan_inference, weights_nbytes
 from vggtkit.models.vggt import aggregator as aggregator_module
-from vggtkit.models.vggt.heads import dpt_fast as dpt_fast_module
-from vggtkit.models.vggt.heads.dpt import DPTHead, add_uv_position_embedding_
-from vggtkit.models.vggt.heads.dpt_fast import dpt_forward_fast
+from vggtkit.models.vggt.heads import dpt as dpt_module
 
 DENSE = ("pose_enc", "depth", "depth_conf", "world_points", "world_points_conf")
-# Official code under bfloat16 autocast on the CPU, against its float32 outputs (the issue's numbers).
+# Official code under bfloat16 autocast on the CPU, against its float32 outputs.
 OFFICIAL_BF16_DEPTH_MEDIAN_REL = 0.005
 OFFICIAL_BF16_POSE_ABS = 0.1
 
@@ -51,17 +47,21 @@ def assert_matches(ours: dict, ref: dict, tol: float = 1e-5, track_px: float = 1
 @pytest.fixture(scope="module")
 def golden_reference(golden_vggt):
     images, queries = golden_inputs()
-    return run(golden_vggt, images, queries, options=InferenceOptions.reference())
+    return run(golden_vggt, images, queries, options=ExecutionPlan.reference())
 
 
 # ----------------------------------------------------------------------------- golden fixture
-def test_reference_path_keeps_every_layer_and_matches_golden(golden_reference):
+def test_reference_plan_keeps_every_layer_and_matches_golden(golden_vggt, golden_reference):
     g = load_golden()
     for key in DENSE:
         assert_golden(key, golden_reference[key], g[key])
+    images, queries = golden_inputs()
+    same = run(golden_vggt, images, queries, options=InferenceOptions.reference())
+    for key in DENSE:
+        assert torch.equal(same[key], golden_reference[key]), key  # the options spelling is the same plan
 
 
-def test_fast_path_is_the_default_and_matches_reference_and_golden(golden_vggt, golden_reference):
+def test_lean_plan_is_the_default_and_matches_reference_and_golden(golden_vggt, golden_reference):
     images, queries = golden_inputs()
     out = run(golden_vggt, images, queries)
     assert_matches(out, golden_reference)
@@ -69,31 +69,35 @@ def test_fast_path_is_the_default_and_matches_reference_and_golden(golden_vggt, 
     for key in DENSE:
         assert_golden(key, out[key], g[key])
     assert (out["track"].numpy() - g["track"]).__abs__().max() <= 0.1
+    with torch.no_grad():
+        plan = golden_vggt.plan(images)
+    assert plan.in_place and plan.token_chunk and not plan.keep_all_layers
 
 
-def test_fast_path_keeps_all_layers_on_request(golden_vggt):
+def test_lean_plan_keeps_all_layers_on_request(golden_vggt):
     images, queries = golden_inputs()
-    ref = run(golden_vggt, images, queries, return_all_layers=True, options=InferenceOptions.reference())
-    fast = run(
+    ref = run(golden_vggt, images, queries, return_all_layers=True, options=ExecutionPlan.reference())
+    lean = run(
         golden_vggt, images, queries, return_all_layers=True, options=InferenceOptions(frame_chunk_size=2)
     )
     assert (
-        len(fast["aggregated_tokens_list"]) == len(ref["aggregated_tokens_list"]) == golden_vggt.config.depth
+        len(lean["aggregated_tokens_list"]) == len(ref["aggregated_tokens_list"]) == golden_vggt.config.depth
     )
-    for a, b in zip(fast["aggregated_tokens_list"], ref["aggregated_tokens_list"], strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
     g = load_golden()
-    for i, tokens in enumerate(fast["aggregated_tokens_list"]):
-        assert_golden(f"aggregated_{i}", tokens, g[f"aggregated_{i}"])
+    for i, (a, b) in enumerate(
+        zip(lean["aggregated_tokens_list"], ref["aggregated_tokens_list"], strict=True)
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        assert_golden(f"aggregated_{i}", a, g[f"aggregated_{i}"])
 
 
 def test_only_head_layers_are_stored(golden_vggt):
-    from vggtkit.inference import plan_inference
-
     images = torch.rand(1, 3, 3, 28, 42)
-    plan = plan_inference(golden_vggt.config, tuple(images.shape), InferenceOptions(), images.device)
     with torch.no_grad():
-        tokens, _ = golden_vggt.aggregator.forward_fast(images, golden_vggt.config.head_layers, plan)
+        tokens, _ = golden_vggt.aggregator(images, golden_vggt.plan(images))
+    assert [i for i, t in enumerate(tokens) if t is not None] == list(golden_vggt.config.head_layers)
+    with torch.no_grad():
+        tokens, _ = golden_vggt.aggregator(images, ExecutionPlan())
     assert [i for i, t in enumerate(tokens) if t is not None] == list(golden_vggt.config.head_layers)
 
 
@@ -107,13 +111,13 @@ def test_only_head_layers_are_stored(golden_vggt):
         (1, 3, (42, 56), InferenceOptions(channels_last=True)),
     ],
 )
-def test_fast_float32_matches_reference(golden_vggt, batch, frames, hw, options):
+def test_lean_float32_matches_reference(golden_vggt, batch, frames, hw, options):
     gen = torch.Generator().manual_seed(frames)
     images = torch.rand(batch, frames, 3, *hw, generator=gen)
     queries = torch.rand(batch, 4, 2, generator=gen) * torch.tensor([hw[1] - 1, hw[0] - 1])
-    ref = run(golden_vggt, images, queries, options=InferenceOptions.reference())
-    fast = run(golden_vggt, images, queries, options=options)
-    assert_matches(fast, ref, tol=2e-5)
+    ref = run(golden_vggt, images, queries, options=ExecutionPlan.reference())
+    lean = run(golden_vggt, images, queries, options=options)
+    assert_matches(lean, ref, tol=2e-5)
 
 
 @pytest.mark.parametrize(
@@ -130,9 +134,17 @@ def test_model_variants_match_reference(overrides):
     model = VGGT(tiny_config(**overrides)).eval()
     images = torch.rand(1, 3, 3, 28, 42)
     queries = torch.tensor([[3.0, 5.0], [30.0, 20.0]])
-    ref = run(model, images, queries, options=InferenceOptions.reference())
-    fast = run(model, images, queries, options=InferenceOptions(frame_chunk_size=2, query_chunk_size=11))
-    assert_matches(fast, ref, tol=2e-5)
+    ref = run(model, images, queries, options=ExecutionPlan.reference())
+    lean = run(model, images, queries, options=InferenceOptions(frame_chunk_size=2, query_chunk_size=11))
+    assert_matches(lean, ref, tol=2e-5)
+
+
+def test_an_explicit_plan_is_followed(golden_vggt, golden_reference):
+    images, queries = golden_inputs()
+    plan = ExecutionPlan(
+        frame_chunk=1, sequence_chunk=1, token_chunk=9, head_chunk=1, head_rows=5, in_place=True
+    )
+    assert_matches(run(golden_vggt, images, queries, options=plan), golden_reference)
 
 
 # ----------------------------------------------------------------------------- reduced precision
@@ -164,8 +176,9 @@ def test_bfloat16_weights_through_infer_helper(golden_reference):
     assert model.depth_head.projects[0].weight.dtype == torch.float32  # heads stay float32
     rel = (out["depth"] - golden_reference["depth"]).abs() / golden_reference["depth"].abs()
     assert rel.median() <= OFFICIAL_BF16_DEPTH_MEDIAN_REL
-    with pytest.raises(ValueError, match="reference path needs float32 weights"):
-        run(model, images, options=InferenceOptions.reference())
+    # The reference plan computes in float32 from the converted (rounded) weights.
+    ref_from_bf16 = run(model, images, options=ExecutionPlan.reference())
+    assert ref_from_bf16["depth"].dtype == torch.float32
 
 
 def test_ambient_autocast_selects_its_dtype(golden_vggt, golden_reference):
@@ -184,18 +197,57 @@ def test_dtype_string_shorthand(golden_vggt):
     torch.testing.assert_close(a["depth"], b["depth"], rtol=0, atol=0)
 
 
-# ----------------------------------------------------------------------------- errors and modes
-def test_fast_path_options_need_no_grad(golden_vggt):
+# ----------------------------------------------------------------------------- autograd, errors
+def test_in_place_plans_refuse_autograd(golden_vggt):
+    plan = ExecutionPlan(in_place=True)
     with pytest.raises(ValueError, match="no_grad"):
-        golden_vggt(torch.rand(2, 3, 28, 28), options=InferenceOptions())
+        golden_vggt(torch.rand(2, 3, 28, 28), options=plan)
 
 
-def test_grad_mode_without_options_uses_the_reference_path():
-    model = VGGT(VGGTConfig(**{**golden_config_dict(), "enable_track": False})).eval()
+@pytest.mark.parametrize("options", [None, InferenceOptions(frame_chunk_size=1, query_chunk_size=7)])
+def test_gradients_flow_through_every_plan_that_autograd_allows(options):
+    torch.manual_seed(0)
+    config = VGGTConfig(**{**golden_config_dict(), "enable_track": False})
+    model = VGGT(config).train()
     images = torch.rand(1, 2, 3, 28, 28, requires_grad=True)
-    out = model(images)
-    out["depth"].mean().backward()
+    out = model(images, options=options)
+    plan = model.plan(images.detach(), options)
+    assert not plan.in_place and not plan.release_memory
+    sum(out[key].mean() for key in DENSE).backward()
     assert images.grad is not None and torch.isfinite(images.grad).all()
+    for name, p in model.named_parameters():
+        if p.requires_grad and "mask_token" not in name:
+            assert p.grad is not None, name
+
+
+def test_chunked_autograd_equals_unchunked_gradients():
+    torch.manual_seed(0)
+    model = VGGT(tiny_config(enable_track=False, enable_point=False)).train()
+    images = torch.rand(1, 3, 3, 28, 42)
+
+    def grads(options):
+        model.zero_grad()
+        model(images, options=options)["depth"].mean().backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain, chunked = grads(None), grads(InferenceOptions(frame_chunk_size=1, query_chunk_size=5))
+    assert plain.keys() == chunked.keys()
+    for name in plain:
+        torch.testing.assert_close(chunked[name], plain[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    model = VGGT(tiny_config(enable_track=False)).train()
+    images = torch.rand(1, 2, 3, 28, 28)
+
+    def grads(plan):
+        model.zero_grad()
+        model(images, options=plan)["depth"].mean().backward()
+        return [p.grad.clone() for p in model.aggregator.parameters() if p.grad is not None]
+
+    for a, b in zip(grads(ExecutionPlan()), grads(ExecutionPlan(gradient_checkpointing=True)), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
 def test_float16_is_refused_on_cpu(golden_vggt):
@@ -204,18 +256,15 @@ def test_float16_is_refused_on_cpu(golden_vggt):
 
 
 def test_memory_budget_picks_chunks_and_keeps_results(golden_vggt):
-    from vggtkit.inference import plan_inference, weights_nbytes
-
     images = torch.rand(1, 6, 3, 56, 42)
     shape, weights = tuple(images.shape), weights_nbytes(golden_vggt)
-    roomy = plan_inference(
-        golden_vggt.config, shape, InferenceOptions(max_memory="1GB"), images.device, weights
-    )
+    dims = golden_vggt.dims()
+    roomy = plan_inference(dims, shape, InferenceOptions(max_memory="1GB"), images.device, weights)
     options = InferenceOptions(max_memory=weights + 2_000_000)
-    tight = plan_inference(golden_vggt.config, shape, options, images.device, weights)
+    tight = plan_inference(dims, shape, options, images.device, weights)
     assert (
         roomy.frame_chunk == 6 and roomy.head_chunk == 1 and roomy.token_chunk == 2048
-    )  # DPT: 1 frame on CPU
+    )  # 1 frame per head pass
     assert tight.token_chunk < 2048 and tight.estimated_bytes <= weights + 2_000_000
     assert_matches(
         run(golden_vggt, images, options=options), run(golden_vggt, images, options="float32"), tol=1e-6
@@ -229,30 +278,21 @@ def test_too_small_memory_budget_names_the_minimum(golden_vggt):
 
 def test_progress_reports_every_step(golden_vggt):
     calls: list[tuple[int, int]] = []
-    run(
-        golden_vggt,
-        torch.rand(2, 3, 28, 28),
-        options=InferenceOptions(),
-        progress=lambda d, t: calls.append((d, t)),
-    )
-    total = 1 + 2 * golden_vggt.config.depth + 3
-    assert calls == [(i, total) for i in range(1, total + 1)]
-    calls.clear()
-    run(
-        golden_vggt,
-        torch.rand(2, 3, 28, 28),
-        options=InferenceOptions.reference(),
-        progress=lambda d, t: calls.append((d, t)),
-    )
-    assert calls[-1] == (total, total)
+    for options in (InferenceOptions(), ExecutionPlan.reference()):
+        calls.clear()
+        run(
+            golden_vggt, torch.rand(2, 3, 28, 28), options=options, progress=lambda d, t: calls.append((d, t))
+        )
+        total = 1 + 2 * golden_vggt.config.depth + 3
+        assert calls == [(i, total) for i in range(1, total + 1)]
 
 
-def test_release_memory_trims_before_the_last_layer_and_each_dpt_pass(
+def test_release_memory_trims_before_the_last_layer_and_each_dense_pass(
     golden_vggt, golden_reference, monkeypatch
 ):
     calls: list[str] = []
     monkeypatch.setattr(aggregator_module, "release_free_memory", lambda: calls.append("aggregator"))
-    monkeypatch.setattr(dpt_fast_module, "release_free_memory", lambda: calls.append("dpt"))
+    monkeypatch.setattr(dpt_module, "release_free_memory", lambda: calls.append("dpt"))
     images, queries = golden_inputs()
     ours = run(golden_vggt, images, queries, options=InferenceOptions(frame_chunk_size=1))
     assert_matches(ours, golden_reference)
@@ -262,85 +302,6 @@ def test_release_memory_trims_before_the_last_layer_and_each_dpt_pass(
     calls.clear()
     run(golden_vggt, images, queries, options=InferenceOptions(release_memory=False))
     assert calls == []
-
-
-# ----------------------------------------------------------------------------- building blocks
-@pytest.mark.parametrize(
-    ("token_chunk", "mlp_chunk"), [(17, None), (17, 7), (17, 1), (1000, None), (1000, 13)]
-)  # chunked and one-pass attention; MLP passes that do not divide the 60 tokens (or the 2 sequences)
-def test_fast_block_equals_block_forward(token_chunk, mlp_chunk):
-    torch.manual_seed(0)
-    rope = RotaryPositionEmbedding2D(100)
-    block = Block(64, 4, 4.0, 0.01, qk_norm=True, rope=rope).eval()
-    pos = patch_positions(1, 3, 5, 5)
-    x = torch.randn(2, 3 * 20, 64)
-    with torch.no_grad():
-        ref = block(x, pos=pos.repeat(2, 3, 1))
-        tables = rope_tables(rope, pos[0], 16, torch.float32).repeat(3)
-        fast = block_forward_(block, x.clone(), tables, token_chunk=token_chunk, mlp_chunk=mlp_chunk)
-        whole_mlp = block_forward_(block, x.clone(), tables, token_chunk=token_chunk, mlp_chunk=10_000)
-    torch.testing.assert_close(fast, ref, rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(fast, whole_mlp, rtol=1e-6, atol=1e-7)  # every token on its own: same numbers
-
-
-@pytest.mark.parametrize("channels_last", [True, False])
-@pytest.mark.parametrize("feature_only", [False, True])
-@pytest.mark.parametrize("hw", [(70, 98), (84, 42)])
-def test_banded_dpt_equals_whole_maps_and_the_reference(channels_last, feature_only, hw):
-    torch.manual_seed(0)
-    H, W = hw
-    extra = {"feature_only": True, "down_ratio": 2} if feature_only else {}
-    head = DPTHead(32, patch_size=14, features=16, out_channels=(8, 16, 24, 24),
-                   intermediate_layer_idx=(0, 1, 2, 3), **extra).eval()  # fmt: skip
-    with torch.no_grad():
-        for p in head.parameters():  # away from the initialisation, so that every layer matters
-            p.add_(torch.randn_like(p) * 0.05)
-    tokens = [torch.randn(1, 3, 5 + (H // 14) * (W // 14), 32) for _ in range(4)]
-
-    def fast(band_rows):
-        with torch.no_grad():
-            out = dpt_forward_fast(
-                head, tokens, (1, 3, 3, H, W), 5, 2, torch.float32, channels_last, band_rows
-            )
-        return out if isinstance(out, tuple) else (out,)
-
-    with torch.no_grad():
-        ref = head(tokens, torch.zeros(1, 3, 3, H, W), 5, frames_chunk_size=8)
-    whole = fast(None)
-    for a, b in zip(whole, ref if isinstance(ref, tuple) else (ref,), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    for band_rows in (
-        1,
-        3,
-        7,
-        11,
-    ):  # bands of one row, and bands that do not divide the 70, 84, 35 or 42 rows
-        for a, b in zip(fast(band_rows), whole, strict=True):
-            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
-
-
-def test_position_embedding_of_a_band_is_the_band_of_the_embedding():
-    x = torch.randn(2, 8, 9, 10)
-    whole = add_uv_position_embedding_(x.clone(), 1.5)
-    band = add_uv_position_embedding_(x[:, :, 3:7].clone(), 1.5, rows=(3, 9))
-    assert torch.equal(band, whole[:, :, 3:7])
-
-
-def test_rope_tables_reproduce_the_rotation_exactly():
-    rope = RotaryPositionEmbedding2D(100)
-    pos = patch_positions(1, 4, 6, 5)
-    q = torch.randn(1, 3, pos.shape[1], 16)  # (B, heads, N, D)
-    ref = rope(q, pos)
-    fast = apply_rope_(q.transpose(1, 2).clone(), rope_tables(rope, pos[0], 16, torch.float32)).transpose(
-        1, 2
-    )
-    assert torch.equal(fast, ref)
-
-
-def test_separable_position_embedding_is_exact():
-    head = DPTHead(32, patch_size=14, features=16, out_channels=(8, 8, 8, 8))
-    x = torch.randn(2, 8, 6, 10)
-    assert torch.equal(add_uv_position_embedding_(x.clone(), 140 / 84), head._add_pos_embed(x, (84, 140)))
 
 
 def test_golden_tolerance_constant_unchanged():
