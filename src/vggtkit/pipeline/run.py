@@ -152,8 +152,8 @@ def _run_model(
 ) -> dict:
     """One forward pass: images (S, 3, H, W) in [0, 1] -> the model's prediction dict (batch of 1).
 
-    The only place the model is called. The aggregator runs in ``dtype`` (weights and activations, no
-    autocast); the heads stay in float32.
+    The only place the model is called. The aggregator computes in ``dtype`` without autocast (its residual
+    stream stays float32, its weights are not converted); the heads run in float32.
     """
     images = images.to(device)
     with torch.inference_mode():
