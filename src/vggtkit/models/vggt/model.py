@@ -33,6 +33,13 @@ def _check_inputs(
     images: Tensor, query_points: Tensor | None, patch_size: int
 ) -> tuple[Tensor, Tensor | None]:
     """Validate and batch the public inputs. Returns images (B, S, 3, H, W) and queries (B, N, 2) or None."""
+    images = _check_images(images, patch_size)
+    if query_points is None:
+        return images, None
+    return images, _check_queries(query_points, images)
+
+
+def _check_images(images: Tensor, patch_size: int) -> Tensor:
     if not isinstance(images, Tensor):
         raise ValueError(f"images must be a torch.Tensor, got {type(images).__name__}")
     if images.ndim == 4:
@@ -62,24 +69,26 @@ def _check_inputs(
             f"image values must lie in [0, 1], got min {lo:.4g} and max {hi:.4g}; "
             "pass un-normalised RGB scaled to [0, 1] (the model applies ImageNet normalisation itself)"
         )
-    if query_points is not None:
-        if not isinstance(query_points, Tensor):
-            raise ValueError(f"query_points must be a torch.Tensor, got {type(query_points).__name__}")
-        if query_points.ndim == 2:
-            query_points = query_points.unsqueeze(0)
-        if query_points.ndim != 3 or query_points.shape[-1] != 2:
-            raise ValueError(
-                f"query_points must have shape (N, 2) or (B, N, 2) as pixel (x, y) in frame 0, "
-                f"got {tuple(query_points.shape)}"
-            )
-        if query_points.shape[0] != images.shape[0]:
-            raise ValueError(
-                f"query_points batch {query_points.shape[0]} does not match the image batch {images.shape[0]}"
-            )
-        if query_points.shape[1] == 0:
-            raise ValueError("query_points is empty; pass at least one (x, y) point or None")
-        query_points = query_points.to(device=images.device, dtype=torch.float32)
-    return images, query_points
+    return images
+
+
+def _check_queries(query_points: Tensor, images: Tensor) -> Tensor:
+    if not isinstance(query_points, Tensor):
+        raise ValueError(f"query_points must be a torch.Tensor, got {type(query_points).__name__}")
+    if query_points.ndim == 2:
+        query_points = query_points.unsqueeze(0)
+    if query_points.ndim != 3 or query_points.shape[-1] != 2:
+        raise ValueError(
+            f"query_points must have shape (N, 2) or (B, N, 2) as pixel (x, y) in frame 0, "
+            f"got {tuple(query_points.shape)}"
+        )
+    if query_points.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"query_points batch {query_points.shape[0]} does not match the image batch {images.shape[0]}"
+        )
+    if query_points.shape[1] == 0:
+        raise ValueError("query_points is empty; pass at least one (x, y) point or None")
+    return query_points.to(device=images.device, dtype=torch.float32)
 
 
 class VGGT(nn.Module):
