@@ -79,7 +79,9 @@ def test_lean_plan_is_the_default_and_matches_reference_and_golden(golden_vggt, 
     assert (out["track"].cpu().numpy() - g["track"]).__abs__().max() <= 0.1
     with torch.no_grad():
         plan = golden_vggt.plan(images.to(device))
-    assert plan.in_place and plan.token_chunk and not plan.keep_all_layers
+    assert plan.in_place and not plan.keep_all_layers
+    # CPUs attend in chunks of queries; GPUs over all queries at once when memory allows.
+    assert (plan.token_chunk is not None) == (device.type == "cpu")
 
 
 def test_lean_plan_keeps_all_layers_on_request(golden_vggt):
@@ -300,8 +302,10 @@ def test_progress_reports_every_step(golden_vggt):
 
 
 def test_release_memory_trims_before_the_last_layer_and_each_dense_pass(
-    golden_vggt, golden_reference, monkeypatch
+    golden_vggt, golden_reference, monkeypatch, device
 ):
+    if device.type != "cpu":
+        pytest.skip("heap pages are given back on CPUs only")
     calls: list[str] = []
     monkeypatch.setattr(aggregator_module, "release_free_memory", lambda: calls.append("aggregator"))
     monkeypatch.setattr(dpt_module, "release_free_memory", lambda: calls.append("dpt"))

@@ -20,6 +20,7 @@ tests of the command itself).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vggtkit.bench.measure import run_path
+from vggtkit.bench.measure import run_path, stage_times
 from vggtkit.bench.model import random_model
 from vggtkit.bench.report import machine_info
 from vggtkit.inference import ExecutionPlan, InferenceOptions
@@ -116,7 +117,7 @@ def golden_errors(check: Check) -> None:
     settings: list[tuple[str, Any, bool]] = [
         ("reference plan float32", ExecutionPlan.reference(), False),
         ("lean plan float32", InferenceOptions(), False),
-        ("lean plan float32, TF32 convolutions (PyTorch default)", InferenceOptions(), True),
+        ("lean plan float32, TF32 enabled globally (the plan turns it off)", InferenceOptions(), True),
         ("lean plan bfloat16", InferenceOptions(dtype="bfloat16"), False),
     ]
     if check.device.type == "cuda":
@@ -153,7 +154,7 @@ def _images(frames: int, hw: tuple[int, int], device: torch.device) -> torch.Ten
 def _timed(
     model: torch.nn.Module, images: torch.Tensor, options: Any, label: str, repeats: int
 ) -> dict[str, Any]:
-    """Best of ``repeats`` runs after one warm-up: seconds and peak memory over the start of the call."""
+    """Best of ``repeats`` runs after one warm-up: seconds (in total and per stage) and peak memory."""
     with torch.inference_mode():
         model(images[:, :1], options=options)  # kernels chosen and compiled, allocator warm
     best = None
@@ -161,8 +162,41 @@ def _timed(
         result = run_path(model, images, options, label, keep_outputs=False)
         if best is None or result.total_s < best.total_s:
             best = result
-    return {"seconds": round(best.total_s, 3), "peak_gb": round(best.peak_bytes / 1e9, 2),
-            "peak_over_start_gb": round(best.delta_bytes / 1e9, 2)}  # fmt: skip
+    stages = stage_times(best.steps_s, model.config)
+    heads = sum(v for k, v in stages.items() if k.endswith("_head"))
+    return {"seconds": round(best.total_s, 3), "embed_s": round(stages.get("patch_embed", 0.0), 3),
+            "aggregator_s": round(stages.get("aggregator", 0.0), 3), "heads_s": round(heads, 3),
+            "peak_gb": round(best.peak_bytes / 1e9, 2), "peak_over_start_gb": round(best.delta_bytes / 1e9, 2)}  # fmt: skip
+
+
+def attention_kernels(check: Check, frames: int, tokens_per_frame: int) -> None:
+    """SDPA over all tokens of ``frames`` frames (global attention, bfloat16, 16 heads of 64) with each kernel."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    n = frames * tokens_per_frame
+    q, k, v = (torch.randn(1, 16, n, 64, device=check.device, dtype=torch.bfloat16) for _ in range(3))
+    backends = {"default": None, "flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+                "cudnn": SDPBackend.CUDNN_ATTENTION}  # fmt: skip
+    for name, backend in backends.items():
+        context = sdpa_kernel([backend]) if backend is not None else contextlib.nullcontext()
+        try:
+            with context, torch.inference_mode():
+                torch.nn.functional.scaled_dot_product_attention(q, k, v)
+                _sync(check.device)
+                start = time.perf_counter()
+                for _ in range(3):
+                    torch.nn.functional.scaled_dot_product_attention(q, k, v)
+                _sync(check.device)
+            seconds = (time.perf_counter() - start) / 3
+            check.add("attention kernels", kernel=name, tokens=n, ms=round(1e3 * seconds, 2),
+                      tflops=round(4 * n * n * 64 * 16 / seconds / 1e12, 1))  # fmt: skip
+        except RuntimeError as exc:
+            check.add("attention kernels", kernel=name, tokens=n, error=str(exc).splitlines()[0][:120])
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def float32_lean_vs_reference(check: Check, model: torch.nn.Module, hw: tuple[int, int]) -> None:
@@ -187,7 +221,8 @@ def heads_layout(check: Check, model: torch.nn.Module, hw: tuple[int, int]) -> N
 
 
 def frame_sweep(check: Check, model: torch.nn.Module, counts: Sequence[int], hw: tuple[int, int]) -> None:
-    """bfloat16 lean plan at each frame count, and the official-style plan beside it."""
+    """bfloat16 lean plan at each frame count; at the largest, heads in bfloat16 too, and the official-style plan
+    (every layer kept in float32, nothing chunked) beside it."""
     official_style = ExecutionPlan(dtype=torch.bfloat16, keep_all_layers=True)
     for frames in counts:
         if check.left() < 30:
@@ -195,9 +230,16 @@ def frame_sweep(check: Check, model: torch.nn.Module, counts: Sequence[int], hw:
             break
         images = _images(frames, hw, check.device)
         check.add("bfloat16 lean plan", frames=frames, **_timed(model, images, "bfloat16", "lean", repeats=2))
-        if frames in (counts[0], counts[-1]):
-            check.add("official-style plan (all layers kept, float32 layers)", frames=frames,
-                      **_timed(model, images, official_style, "official-style", repeats=1))  # fmt: skip
+    images = _images(counts[-1], hw, check.device)
+    variants = {
+        "bfloat16, heads bfloat16": InferenceOptions(dtype="bfloat16", heads_dtype="bfloat16"),
+        "official-style (all layers kept, float32 layers)": official_style,
+    }
+    for label, options in variants.items():
+        if check.left() > 45:
+            check.add(
+                "variants", plan=label, frames=counts[-1], **_timed(model, images, options, label, repeats=1)
+            )
 
 
 def largest_one_pass(
@@ -325,6 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("golden errors", lambda: golden_errors(check)),
         ("float32 lean vs reference", lambda: float32_lean_vs_reference(check, model, hw)),
         ("heads layout", lambda: heads_layout(check, model, hw)),
+        ("attention kernels", lambda: attention_kernels(check, 2 if args.quick else 200, 1041)),
         ("frame sweep", lambda: frame_sweep(check, model, (1, 2, 3) if args.quick else FRAME_COUNTS, hw)),
         (
             "largest one pass",

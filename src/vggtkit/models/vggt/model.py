@@ -20,6 +20,7 @@ from vggtkit.inference import (
     weights_nbytes,
 )
 from vggtkit.layers.dpt import DenseRun
+from vggtkit.models.common import float32_arithmetic
 from vggtkit.models.vggt.aggregator import Aggregator
 from vggtkit.models.vggt.config import VGGTConfig
 from vggtkit.models.vggt.heads import CameraHead, DPTHead, TrackHead
@@ -170,7 +171,7 @@ class VGGT(nn.Module):
         logger.debug("execution plan: %s", plan)
         tick = self._progress_counter(query_points is not None, progress)
         # Precision is the plan's: an ambient autocast would run the heads in reduced precision.
-        with torch.autocast(images.device.type, enabled=False):
+        with torch.autocast(images.device.type, enabled=False), float32_arithmetic(images.device, plan):
             tokens, patch_start_idx = self.aggregator(images, plan, tick)
             predictions = self._run_heads(tokens, images, patch_start_idx, query_points, plan, tick)
         if return_all_layers:
