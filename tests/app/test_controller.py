@@ -19,9 +19,7 @@ from vggtkit.pipeline import Reconstruction
 @pytest.fixture(scope="module")
 def controller(tmp_path_factory, media, resolution) -> DemoController:
     root = tmp_path_factory.mktemp("demo_root")
-    settings = DemoSettings(
-        workdir_root=root, device="cpu", resolution=resolution, max_frames=6, concurrency=2
-    )
+    settings = DemoSettings(workdir_root=root, max_frames=6, concurrency=2)
     runner = ModelRunner(golden_model(), device="cpu", resolution=resolution)
     return DemoController(settings, runner, [media["two"][0].parent])
 
@@ -119,7 +117,8 @@ def test_sky_filter_without_a_model_explains_itself(controller, media):
     state = _uploaded(controller, media["two"])
     assert controller.reconstruct(state, 0, "crop", ViewSettings()).ok
     out = controller.view(state, ViewSettings(mask_sky=True))
-    assert out.glb is None and "--sky-model" in out.message
+    assert out.glb is None and "started without a sky-segmentation model" in out.message
+    assert "--" not in out.message  # the page speaks the library's words, not the command line's
 
 
 def test_clear_removes_the_run(controller, media):
@@ -176,7 +175,7 @@ def test_sky_filter_with_a_model_masks_once_per_run(tmp_path, media, monkeypatch
     monkeypatch.setattr(sky, "sky_keep_masks", fake_masks)
     model = tmp_path / "skyseg.onnx"
     model.write_bytes(b"not used by the fake")
-    settings = DemoSettings(workdir_root=tmp_path / "root", resolution=resolution, sky_model=model)
+    settings = DemoSettings(workdir_root=tmp_path / "root", sky_model=model)
     ctl = DemoController(settings, ModelRunner(golden_model(), device="cpu", resolution=resolution))
     state = ctl.upload(None, None, [str(p) for p in media["two"]], 1.0).state
     plain = ctl.reconstruct(state, 0, "crop", ViewSettings(conf_threshold=0)).view
