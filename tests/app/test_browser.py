@@ -296,8 +296,13 @@ def attacks(tmp_path_factory) -> dict[str, Path]:
     from PIL import Image
 
     folder = tmp_path_factory.mktemp("attacks")
-    files = {"html": folder / "portfolio.html", "svg": folder / "drawing.svg"}
+    files = {
+        "html": folder / "portfolio.html",
+        "svg": folder / "drawing.svg",
+        "disguised.mp4": folder / "disguised.mp4",
+    }
     files["html"].write_text(_HTML)
+    files["disguised.mp4"].write_text(_HTML)  # an HTML page named like a video
     files["svg"].write_text(
         f'<svg xmlns="http://www.w3.org/2000/svg" width="80" height="60" onload="{_SCRIPT}">'
         f"<rect width='80' height='60' fill='red'/><script>{_SCRIPT}</script></svg>"
@@ -333,16 +338,20 @@ def _open_as_page(context, address: str, seen: list[str]) -> None:
 
 
 def _inject(page, addresses: list[str]) -> None:
-    """As if an attacker could add markup to the app's page: frame, embed and load every address as a script."""
+    """As if an attacker could add markup to the app's page: frame, embed and load every address as a script,
+    and add an inline event handler (which the page's CSP must block)."""
     page.evaluate(
-        """addresses => { for (const a of addresses) {
-            for (const tag of ["iframe", "object", "embed", "script"]) {
-                const el = document.createElement(tag);
-                if (tag === "object") el.data = a; else el.src = a;
-                document.body.appendChild(el);
+        """([addresses, probe]) => {
+            for (const a of addresses) {
+                for (const tag of ["iframe", "object", "embed", "script"]) {
+                    const el = document.createElement(tag);
+                    if (tag === "object") el.data = a; else el.src = a;
+                    document.body.appendChild(el);
+                }
             }
-        } }""",
-        addresses,
+            document.body.insertAdjacentHTML("beforeend", `<img src="/none.png" onerror="fetch('${probe}')">`);
+        }""",
+        [addresses, PROBE],
     )
     page.wait_for_timeout(1500)
 
@@ -361,9 +370,10 @@ def test_the_detector_sees_a_script_that_runs(browser, demo_server):
 
 
 def test_uploads_never_run_script_on_the_app_origin(browser, demo_server, attacks):
-    """HTML and SVG uploads are refused, deleted and never linked; PNG and GIF polyglots are accepted, and every
-    address of them is served as an attachment with a safe type, nosniff and a sandboxing CSP. Opened as pages,
-    framed, embedded or loaded as scripts on the app's page, none runs."""
+    """HTML and SVG uploads (and an HTML page named .mp4, through the video box) are refused, deleted and never
+    linked; PNG and GIF polyglots are accepted, and every address of them is served as an attachment with a safe
+    type, nosniff and a sandboxing CSP. Opened as pages, framed, embedded or loaded as scripts on the app's page,
+    none runs; nor does an inline event handler injected into the page."""
     from playwright.sync_api import expect
 
     context, page = _open(browser, demo_server[0])
@@ -376,6 +386,15 @@ def test_uploads_never_run_script_on_the_app_origin(browser, demo_server, attack
             expect(page.locator("#input-images a[href]")).to_have_count(0)
             assert not Path(stored).exists()
             refused.append(f"{demo_server[0]}gradio_api/file={stored}")
+        with page.expect_response(
+            lambda r: "/gradio_api/upload" in r.url and r.request.method == "POST"
+        ) as answer:
+            page.locator("#input-video input[type=file]").set_input_files(str(attacks["disguised.mp4"]))
+        [stored] = answer.value.json()
+        _wait_log(page, r"^Upload problem: the video 'disguised\.mp4' cannot be read")
+        expect(page.locator("#input-video video")).to_have_count(0)
+        assert not Path(stored).exists()
+        refused.append(f"{demo_server[0]}gradio_api/file={stored}")
         polyglots = [attacks["polyglot.png"], attacks["polyglot.gif"], attacks["polyglot-png.html"]]
         _upload_and_capture(page, polyglots)
         _wait_log(page, r"^Upload complete: 3 frame\(s\)")

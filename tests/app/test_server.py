@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -72,7 +73,12 @@ def test_served_on_localhost_without_share(demo_server):
 def test_every_response_carries_the_security_headers(demo_server):
     url, demo = demo_server
     page = httpx.get(url)
-    assert page.headers["content-security-policy"] == PAGE_CSP
+    csp = page.headers["content-security-policy"]
+    nonce = re.search(r"'nonce-([A-Za-z0-9_-]+)'", csp).group(1)
+    assert csp == PAGE_CSP.format(nonce=nonce) and "unsafe-inline' 'strict" not in csp
+    scripts = re.findall(r"<script[^>]*>", page.text)
+    assert scripts and all(f'nonce="{nonce}"' in tag for tag in scripts)
+    assert nonce not in httpx.get(url).headers["content-security-policy"]  # a new nonce per page
     assert page.headers["x-content-type-options"] == "nosniff"
     assert page.headers["referrer-policy"] == "no-referrer"
     assert page.headers["x-frame-options"] == "DENY"

@@ -211,3 +211,24 @@ def test_a_signal_during_start_up_leaves_nothing(more_servers):
     assert server.stop(signal.SIGTERM) == 0
     assert "SIGTERM received; shutting down" in server.finish()
     assert server.leftovers() == []
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT", "SIGHUP"])
+def test_every_stop_signal_interrupts_the_main_thread(name):
+    """In-process: each stop signal raises ShutdownRequested once (a second one only logs), SIGINT also when it was
+    ignored before, and the previous handlers come back afterwards."""
+    from vggtkit.app.server import ShutdownRequested, stop_on_signals
+
+    signum = getattr(signal, name)
+    before = signal.signal(signum, signal.SIG_IGN)  # how a script's background job starts
+    try:
+        with stop_on_signals() as stop:
+            with pytest.raises(ShutdownRequested, match=f"{name} received"):
+                os.kill(os.getpid(), signum)
+                time.sleep(5)  # the handler interrupts this
+            os.kill(os.getpid(), signum)  # during clean-up: logged, not raised
+            time.sleep(0.05)
+            assert stop.received == signum
+        assert signal.getsignal(signum) == signal.SIG_IGN
+    finally:
+        signal.signal(signum, before)

@@ -242,6 +242,7 @@ class DemoController:
             self._check_running()
             if progress is not None:
                 progress(stage, done, total)
+                self._check_running()  # the stop may have come while the page was being updated
 
         return report
 

@@ -2,8 +2,9 @@
 
 - Every response: ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer`` (a result's address never
   leaves in a Referer header), no framing by other sites, and a Content-Security-Policy.
-- The page and the API: :data:`PAGE_CSP`, which allows scripts, styles, images and connections from the app's own
-  origin only (gradio's page needs inline scripts and styles).
+- The page: :data:`PAGE_CSP`, which runs only the page's own scripts (a fresh nonce per response is added to each
+  ``<script>`` tag of gradio's HTML, and the scripts they load), and allows styles, images and connections from the
+  app's own origin only (gradio needs inline styles); other responses: :data:`API_CSP`.
 - Files (``/gradio_api/file=...`` and gradio's other spellings of that route): refused with 404 unless
   :class:`~vggtkit.app.access.FilePolicy` allows them to this browser; served with ``Content-Disposition:
   attachment``, a content type from :data:`SAFE_TYPES` (else ``application/octet-stream``) and :data:`FILE_CSP`,
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -24,7 +27,7 @@ from typing import Any
 
 from vggtkit.app.access import COOKIE, FilePolicy, OwnerKeys
 
-__all__ = ["FILE_CSP", "PAGE_CSP", "SAFE_TYPES", "DemoGuard", "requested_file"]
+__all__ = ["API_CSP", "FILE_CSP", "PAGE_CSP", "SAFE_TYPES", "DemoGuard", "requested_file"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +41,15 @@ API_PREFIX = "/gradio_api"
 _FILE_ROUTES = tuple(f"{prefix}{route}" for prefix in (API_PREFIX, "") for route in ("/file=", "/file/"))
 UPLOAD_ROUTE = f"{API_PREFIX}/upload"
 
-PAGE_CSP = (
-    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data: blob:; media-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; "
-    "worker-src 'self' blob:; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+_CSP = (
+    "default-src 'self'; script-src {scripts}; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "media-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
+# The page: only the scripts of this response (which carry its nonce) and those they load ('strict-dynamic');
+# an injected inline script or event handler does not run. Other responses (API, assets): scripts from the origin.
+PAGE_CSP = _CSP.format(scripts="'nonce-{nonce}' 'strict-dynamic'")
+API_CSP = _CSP.format(scripts="'self'")
 FILE_CSP = "default-src 'none'; sandbox"
 # Types a browser never runs as a document or script; a file of any other type is sent as opaque bytes.
 SAFE_TYPES = frozenset(
@@ -120,9 +127,21 @@ def _file_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes
     ]
 
 
-def _page_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+def _api_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
     kept = [(n, v) for n, v in headers if n not in _REPLACED]
-    return [*kept, (b"content-security-policy", PAGE_CSP.encode())]
+    return [*kept, (b"content-security-policy", API_CSP.encode())]
+
+
+def _is_html(message: Message) -> bool:
+    return any(n == b"content-type" and v.startswith(b"text/html") for n, v in message.get("headers", ()))
+
+
+def _with_nonce(body: bytes, nonce: str) -> bytes:
+    """Every ``<script`` tag of an HTML page with ``nonce="..."``."""
+    return _SCRIPT_TAG.sub(b'<script nonce="' + nonce.encode() + b'"', body)
+
+
+_SCRIPT_TAG = re.compile(rb"<script(?=[\s>])", re.IGNORECASE)
 
 
 class DemoGuard:
@@ -158,7 +177,7 @@ class DemoGuard:
         elif scope.get("method") == "POST" and path.rstrip("/") == UPLOAD_ROUTE:
             await self._upload(scope, receive, send, owner, extra)  # type: ignore[arg-type]
         else:
-            await self.app(scope, receive, _rewriting(send, _page_headers, extra))
+            await self.app(scope, receive, _paging(send, extra))
 
     async def _file(
         self, scope: Scope, receive: Receive, send: Send, wanted: str, owner: str | None, extra: list
@@ -190,7 +209,7 @@ class DemoGuard:
                 return
             if start is not None and start["status"] == 200:
                 self._record(bytes(body), owner)
-            forward = _rewriting(send, _page_headers, extra)
+            forward = _rewriting(send, _api_headers, extra)
             await forward(start)  # type: ignore[arg-type]
             await forward({"type": "http.response.body", "body": bytes(body)})
 
@@ -204,6 +223,42 @@ class DemoGuard:
         for path in paths if isinstance(paths, list) else []:
             if isinstance(path, str):
                 self.policy.record_upload(Path(path), owner)
+
+
+def _paging(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    """``send`` for pages and the API: an HTML answer is buffered, its scripts get a fresh nonce and the page CSP
+    allows exactly those; any other answer streams through with :data:`API_CSP`."""
+    start: Message | None = None
+    body = bytearray()
+
+    async def wrapped(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start" and not _is_html(message):
+            await _rewriting(send, _api_headers, extra)(message)
+            return
+        if message["type"] == "http.response.start":
+            start = message
+            return
+        if start is None:  # not HTML: the body streams through
+            await send(message)
+            return
+        body.extend(message.get("body", b""))
+        if message.get("more_body"):
+            return
+        nonce = secrets.token_urlsafe(18)
+        page = _with_nonce(bytes(body), nonce)
+        headers = [
+            (n, v) for n, v in start.get("headers", []) if n not in _REPLACED and n != b"content-length"
+        ]
+        headers += [
+            (b"content-length", str(len(page)).encode()),
+            (b"content-security-policy", PAGE_CSP.format(nonce=nonce).encode()),
+            *extra,
+        ]
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": page})
+
+    return wrapped
 
 
 def _rewriting(

@@ -138,7 +138,8 @@ def ingest_uploads(
         video_file: an uploaded video, sampled at ``fps`` frames per second of video time (frame 0 first).
         fps: video sampling rate (> 0).
         limits: most frames and bytes.
-        progress: called as ``progress(stage, done, total)`` while checking images and decoding videos.
+        progress: called as ``progress(stage, done, total)`` while checking images, before writing the frames and
+            while decoding videos; an exception it raises stops the upload (nothing is written).
 
     Returns:
         The frame file names in natural order (empty when nothing was uploaded).
@@ -154,6 +155,8 @@ def ingest_uploads(
     _check_sizes([*images, *videos], limits)
     _check_images(images, limits, fps, progress)
     budget = _check_videos(videos, len(images), fps, limits)
+    if progress is not None:
+        progress("write frames", 0, len(images) + len(videos))
     with atomic_dir(images_dir) as tmp:
         taken: set[str] = set()
         names = _copy_images(images, tmp, taken)

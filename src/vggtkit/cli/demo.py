@@ -206,7 +206,6 @@ def run(args: argparse.Namespace) -> int:
     if args.workdir and Path(args.workdir).expanduser().is_file():
         raise UserError(f"--workdir {args.workdir} is a file; pass a folder")
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # no analytics or version checks
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's start-up self-check requests
     workdir = Path(args.workdir).expanduser() if args.workdir else None
     temporary = demo = None
     # From here on a stop signal (also one during start-up) ends in the clean-up below.
