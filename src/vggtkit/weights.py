@@ -1,4 +1,6 @@
-"""Checkpoint I/O: strict loading from folders, files and the Hugging Face hub; safetensors saving."""
+"""Checkpoint I/O for every model family: finding checkpoints (bundled names, folders, files, Hugging Face hub ids),
+reading state dicts and configs, strict loading, and safetensors saving. Nothing here knows a model class: the
+families (:mod:`vggtkit.models`) say how to build a model from a config."""
 
 from __future__ import annotations
 
@@ -7,17 +9,15 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from vggtkit.models.vggt.config import VGGTConfig
-
-if TYPE_CHECKING:
-    from vggtkit.models.vggt.model import VGGT
+from vggtkit.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -93,23 +93,33 @@ def _check_keys(expected: Mapping[str, Tensor], state: Mapping[str, Tensor]) -> 
         raise CheckpointError(
             "checkpoint does not match the model configuration: "
             + "; ".join(problems)
-            + ". Pass the config.json that belongs to these weights (or the matching VGGTConfig)."
+            + ". Use the config.json that belongs to these weights (or the matching model configuration)."
         )
 
 
 # ----------------------------------------------------------------------------- sources
-def _read_config(path: Path) -> VGGTConfig:
+def read_config_dict(path: str | Path) -> dict[str, Any]:
+    """The model configuration in a ``config.json``: its ``model`` object, or the whole object.
+
+    Raises:
+        CheckpointError: the file cannot be read or holds no JSON object.
+    """
+    path = Path(path)
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"cannot read model configuration {path}: {exc}") from exc
     if not isinstance(data, dict):
-        raise CheckpointError(f"{path} must hold a JSON object of VGGTConfig fields")
-    data = data.get("model", data) if isinstance(data.get("model"), dict) else data
+        raise CheckpointError(f"{path} must hold a JSON object of model configuration fields")
+    return data["model"] if isinstance(data.get("model"), dict) else data
+
+
+def build_config(config_class: Callable[..., Any], fields: Mapping[str, Any], origin: str) -> Any:
+    """``config_class.from_dict(fields)``, with invalid fields reported as a CheckpointError naming ``origin``."""
     try:
-        return VGGTConfig.from_dict(data)
+        return config_class.from_dict(dict(fields))
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"invalid model configuration in {path}: {exc}") from exc
+        raise CheckpointError(f"invalid model configuration in {origin}: {exc}") from exc
 
 
 def _weights_in(folder: Path) -> Path:
@@ -176,8 +186,8 @@ def _download_from_hub(
             raise CheckpointError(
                 f"the checkpoint {repo_id} is not in the Hugging Face cache and the hub cannot be reached"
                 f"{' (offline mode is on)' if offline else ''}. Download it on a connected machine with "
-                f"`huggingface-cli download {repo_id}` (then copy ~/.cache/huggingface), or pass a local "
-                "folder or weights file (--checkpoint PATH)."
+                f"`hf download {repo_id}` (then copy ~/.cache/huggingface), or give a local folder or "
+                "weights file as the checkpoint."
             )
         weights = fetch_weights(local_only=False)
         if weights is None:
@@ -225,30 +235,47 @@ def resolve_checkpoint(
     )
 
 
-def load_pretrained(
-    cls: type[VGGT],
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint read from disk: where the weights came from, its config.json (if any) and the state dict."""
+
+    weights: Path
+    config: dict[str, Any] | None
+    config_path: Path | None
+    state: dict[str, Tensor]
+
+
+def load_checkpoint(
     source: str | Path,
-    config: VGGTConfig | None = None,
     map_location: str | torch.device = "cpu",
     cache_dir: str | Path | None = None,
     revision: str | None = None,
     local_files_only: bool | None = None,
-) -> VGGT:
-    """Build ``cls`` from a checkpoint and load it strictly; returns the model in eval mode.
-
-    The config is, in order: the ``config`` argument, the checkpoint's ``config.json``, or the VGGT-1B defaults
-    (the official ``model.pt`` comes without one).
-    """
+) -> Checkpoint:
+    """Resolve ``source`` (see :func:`resolve_checkpoint`) and read its weights and config."""
     weights, config_path = resolve_checkpoint(source, cache_dir, revision, local_files_only)
-    if config is None:
-        config = _read_config(config_path) if config_path is not None else VGGTConfig()
-    state = read_state_dict(weights, map_location)
+    config = read_config_dict(config_path) if config_path is not None else None
+    return Checkpoint(weights, config, config_path, read_state_dict(weights, map_location))
+
+
+def load_strict(
+    build: Callable[[], nn.Module], checkpoint: Checkpoint, map_location: str | torch.device = "cpu"
+) -> nn.Module:
+    """Build a model on the meta device, check every key and shape, and adopt the checkpoint's tensors.
+
+    Returns the model on ``map_location`` in eval mode.
+
+    Raises:
+        CheckpointError: a missing, unexpected or mis-shaped key (all of them are named).
+    """
     with torch.device("meta"):
-        model = cls(config)
-    check_state_dict(model, state)
+        model = build()
+    check_state_dict(model, checkpoint.state)
     # assign=True adopts the loaded tensors instead of allocating and copying a second set of weights.
-    model.load_state_dict(state, strict=True, assign=True)
-    logger.info("loaded %s (%d tensors) from %s", cls.__name__, len(state), weights)
+    model.load_state_dict(checkpoint.state, strict=True, assign=True)
+    logger.info(
+        "loaded %s (%d tensors) from %s", type(model).__name__, len(checkpoint.state), checkpoint.weights
+    )
     return model.to(map_location).eval()
 
 
@@ -286,8 +313,9 @@ def load_matching_weights(
     return initialised, skipped
 
 
-def save_pretrained(model: VGGT, directory: str | Path) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` atomically (temporary names, then rename)."""
+def save_pretrained(model: nn.Module, directory: str | Path) -> Path:
+    """Write ``config.json`` (``model.config.to_dict()``) and ``model.safetensors`` into ``directory``, each
+    under a temporary name first."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -295,10 +323,8 @@ def save_pretrained(model: VGGT, directory: str | Path) -> Path:
         raise CheckpointError(f"cannot save into {directory}: it exists and is not a folder")
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp_weights = directory / ".model.safetensors.tmp"
-    tmp_config = directory / ".config.json.tmp"
-    save_file(state, str(tmp_weights), metadata={"format": "pt"})
-    tmp_config.write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
-    os.replace(tmp_weights, directory / "model.safetensors")
-    os.replace(tmp_config, directory / CONFIG_NAME)
+    with atomic_path(directory / "model.safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    with atomic_path(directory / CONFIG_NAME) as tmp:
+        tmp.write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
     return directory

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -176,7 +177,7 @@ def test_video_then_reexport_from_npz(video: Path, checkpoint: Path, tmp_path: P
         "10",
     )
     assert code == 0
-    assert "reconstructed 3 frames at 56x42 (original 64x48)" in stdout and "peak RSS" in stdout
+    assert "reconstructed 3 frames at 56x42 (original 64x48)" in stdout and "peak process RSS" in stdout
     # 5 fps of a 10 fps video: frames 0, 2, ..., 18; three of them evenly spaced: 0, 8, 18.
     assert sorted(p.name for p in (out / "images").iterdir()) == [
         "clip_000000.png",
@@ -204,6 +205,27 @@ def test_video_then_reexport_from_npz(video: Path, checkpoint: Path, tmp_path: P
     assert Image.open(tmp_path / "again" / "images" / "clip_000008.png").size == (64, 48)
 
 
+def test_resolution_defaults_to_the_checkpoints_training_size(photos: Path, tmp_path: Path, capsys) -> None:
+    """The bundled tiny-synthetic model was trained at 112 px: without --resolution it runs at 112 px."""
+    code, stdout, stderr = _run(
+        capsys,
+        "reconstruct",
+        str(photos),
+        "-o",
+        str(tmp_path),
+        "--checkpoint",
+        "tiny-synthetic",
+        "--export",
+        "npz",
+    )
+    assert code == 0
+    # 96x54 -> 112x56, 60x80 -> 112 wide (rows cropped to 112), 70x70 -> 112x112: padded to one 112x112 batch.
+    assert "reconstructed 3 frames at 112x112" in stdout
+    assert Reconstruction.load_npz(tmp_path / "predictions.npz").model_hw == (112, 112)
+    # The library's advice in the warning about mixed shapes names the command-line flag.
+    assert "--mode pad gives every image the same square" in stderr and "mode='pad'" not in stderr
+
+
 def test_help_has_examples(capsys) -> None:
     for command in ("reconstruct", "export", "info"):
         with pytest.raises(SystemExit) as exit_info:
@@ -219,7 +241,8 @@ def test_info_console_script() -> None:
         capture_output=True,
         text=True,
         timeout=120,
-        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+        # The package under test: the one on PYTHONPATH when it is set (a source checkout), else the installed one.
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", "")},
     )
     assert result.returncode == 0, result.stderr
     assert "facebook/VGGT-1B" in result.stdout and "torch" in result.stdout and "cpu:" in result.stdout

@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from vggtkit.cli.common import UserError, user_error_types
+from vggtkit.cli.common import CliTermsFilter, UserError, in_cli_terms, user_error_types
 
 # Module names under vggtkit.cli, in the order they appear in --help.
 SUBCOMMANDS = ("quickstart", "train", "evaluate", "reconstruct", "export", "info", "demo", "bench")
@@ -33,12 +33,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_logs_in_cli_terms() -> None:
+    """Log lines name command-line flags where the library names its options (see ``CLI_FLAGS``)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, CliTermsFilter) for f in handler.filters):
+            handler.addFilter(CliTermsFilter())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    _show_logs_in_cli_terms()
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -50,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UserError, *user_error_types()) as exc:
         if args.debug:
             raise
-        print(f"vggtkit {args.command}: error: {exc}", file=sys.stderr)
+        print(f"vggtkit {args.command}: error: {in_cli_terms(str(exc))}", file=sys.stderr)
         return 2
 
 

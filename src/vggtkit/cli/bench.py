@@ -72,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _validate(args: argparse.Namespace) -> list[tuple[int, int]]:
-    from vggtkit.benchmark import PathSpec, parse_size
+    from vggtkit.bench import PathSpec, parse_size
 
     if any(f < 1 for f in args.frames) or args.batch < 1 or args.repeats < 1:
         raise UserError("--frames, --batch and --repeats must be positive")
@@ -85,14 +85,14 @@ def _validate(args: argparse.Namespace) -> list[tuple[int, int]]:
     for p in args.paths:
         PathSpec.parse(p)
     if args.max_memory is not None:
-        from vggtkit.inference import parse_memory
+        from vggtkit.utils.memory import parse_memory
 
         parse_memory(args.max_memory)
     return sizes
 
 
 def run(args: argparse.Namespace) -> int:
-    from vggtkit.benchmark import Case, machine_info, markdown_table, memory_growth, run_cases, save_results
+    from vggtkit.bench import Case, machine_info, markdown_table, memory_growth, run_cases, save_results
     from vggtkit.cli.common import resolve_device
 
     sizes = _validate(args)

@@ -22,6 +22,7 @@ __all__ = [
     "PreprocessMode",
     "load_and_preprocess_images",
     "load_rgb_image",
+    "original_from_model",
     "pad_offsets",
     "preprocess_image",
     "preprocess_layout",
@@ -129,6 +130,25 @@ def preprocess_layout(
     if new_h > target_size:
         return PreprocessLayout(new_w, new_h, 0, -((new_h - target_size) // 2), new_w, target_size)
     return PreprocessLayout(new_w, new_h, 0, 0, new_w, new_h)
+
+
+def original_from_model(
+    width: int, height: int, layout: PreprocessLayout, pad: tuple[int, int] = (0, 0)
+) -> np.ndarray:
+    """(3, 3) map from model pixel coordinates to those of the ``width`` x ``height`` original image.
+
+    Pixel centres are at integer coordinates (OpenCV) and pixel edges scale: ``u_o + 0.5 = (u_m - left + 0.5)
+    * width / resized_w``, ``left`` being where the resized image's first column lands in the model image.
+
+    Args:
+        width: original image width in pixels; height: its height.
+        layout: where :func:`preprocess_image` put the image (see :func:`preprocess_layout`).
+        pad: (top, left) padding added around the preprocessed image afterwards (a batch of mixed shapes).
+    """
+    left = layout.left + pad[1]
+    top = layout.top + pad[0]
+    sx, sy = width / layout.resized_w, height / layout.resized_h  # original pixels per model pixel
+    return np.array([[sx, 0.0, (0.5 - left) * sx - 0.5], [0.0, sy, (0.5 - top) * sy - 0.5], [0.0, 0.0, 1.0]])
 
 
 def preprocess_image(img: Image.Image, mode: PreprocessMode = "crop", target_size: int = 518) -> np.ndarray:

@@ -12,14 +12,16 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from vggtkit.io.paths import VIDEO_SUFFIXES, is_video_path
 
 __all__ = ["VIDEO_SUFFIXES", "VideoFrame", "VideoInfo", "is_video_path", "probe_video", "sample_video_frames"]
 
 logger = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
 _FALLBACK_FPS = 30.0
 
 
@@ -40,11 +42,6 @@ class VideoFrame:
     index: int
     time_s: float
     rgb: np.ndarray
-
-
-def is_video_path(path: str | os.PathLike[str]) -> bool:
-    """True when the file name has a common video suffix (the content is checked when decoding)."""
-    return Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
 def _open(path: Path):
@@ -91,6 +88,41 @@ def _even_subset(items: list, count: int) -> list:
     return [items[i] for i in picks]
 
 
+def _check_sampling(fps: float, max_frames: int | None) -> None:
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a positive number of frames per second, got {fps!r}")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+
+
+def _to_rgb(image: np.ndarray) -> np.ndarray:
+    """An OpenCV frame (H, W, 3) BGR or (H, W) grey -> (H, W, 3) RGB uint8."""
+    import cv2
+
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if image.ndim == 3 else np.dstack([image] * 3)
+
+
+def _decode_every(
+    cap: Any, step: float, video_fps: float, progress: Callable[[int, int], None] | None, total: int
+) -> tuple[list[VideoFrame], int]:
+    """Read the whole video, keeping the first frame at or after each sampling time (every ``step`` source
+    frames). Returns the kept frames and the number of frames read."""
+    frames: list[VideoFrame] = []
+    next_sample = 0.0
+    index = 0
+    while cap.grab():
+        if index + 1e-6 >= next_sample:
+            ok, image = cap.retrieve()
+            if ok and image is not None and image.size:
+                frames.append(VideoFrame(index=index, time_s=index / video_fps, rgb=_to_rgb(image)))
+                while next_sample <= index + 1e-6:
+                    next_sample += step
+        index += 1
+        if progress is not None:
+            progress(index, total)
+    return frames, index
+
+
 def sample_video_frames(
     path: str | os.PathLike[str],
     fps: float = 1.0,
@@ -114,12 +146,7 @@ def sample_video_frames(
     Raises:
         ValueError: on a bad ``fps``/``max_frames``, a file OpenCV cannot open, or a video with no decodable frame.
     """
-    import cv2
-
-    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
-        raise ValueError(f"fps must be a positive number of frames per second, got {fps!r}")
-    if max_frames is not None and max_frames < 1:
-        raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+    _check_sampling(fps, max_frames)
     path = Path(path)
     info = probe_video(path)
     video_fps = info.fps
@@ -127,25 +154,9 @@ def sample_video_frames(
         logger.warning("%s does not report its frame rate; assuming %.0f fps", path.name, _FALLBACK_FPS)
         video_fps = _FALLBACK_FPS
     step = max(video_fps / fps, 1.0)  # source frames between two samples
-
     cap = _open(path)
-    frames: list[VideoFrame] = []
-    next_sample = 0.0
-    index = 0
     try:
-        while True:
-            if not cap.grab():
-                break
-            if index + 1e-6 >= next_sample:
-                ok, bgr = cap.retrieve()
-                if ok and bgr is not None and bgr.size:
-                    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if bgr.ndim == 3 else np.dstack([bgr] * 3)
-                    frames.append(VideoFrame(index=index, time_s=index / video_fps, rgb=rgb))
-                    while next_sample <= index + 1e-6:
-                        next_sample += step
-            index += 1
-            if progress is not None:
-                progress(index, info.frame_count)
+        frames, read = _decode_every(cap, step, video_fps, progress, info.frame_count)
     finally:
         cap.release()
     if not frames:
@@ -162,6 +173,6 @@ def sample_video_frames(
         len(frames),
         fps,
         video_fps,
-        index,
+        read,
     )
     return frames

@@ -1,5 +1,6 @@
-"""Model families, one sub-package each."""
+"""Model families, one sub-package each, and one loader for all of them."""
 
+from vggtkit.models.registry import FAMILIES, Family, detect_family, from_pretrained
 from vggtkit.models.vggt import VGGT, VGGTConfig
 
-__all__ = ["VGGT", "VGGTConfig"]
+__all__ = ["FAMILIES", "VGGT", "Family", "VGGTConfig", "detect_family", "from_pretrained"]

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from .inputs import InputFrame, find_inputs, natural_key, resolve_inputs
-from .reconstruction import OFFICIAL_KEYS, Reconstruction
-from .run import DTYPES, FrameSampling, InsufficientMemoryError, reconstruct, resolve_device
+from vggtkit.io.paths import natural_key
+from vggtkit.reconstruction import OFFICIAL_KEYS, Reconstruction
+from vggtkit.utils.devices import resolve_device
+
+from .inputs import InputFrame, find_inputs, resolve_inputs
+from .options import FrameSampling, ReconstructOptions
+from .run import InsufficientMemoryError, reconstruct
 
 __all__ = [
-    "DTYPES",
     "OFFICIAL_KEYS",
     "FrameSampling",
     "InputFrame",
     "InsufficientMemoryError",
     "Reconstruction",
+    "ReconstructOptions",
     "find_inputs",
     "natural_key",
     "reconstruct",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +17,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from vggtkit.io.images import load_rgb_image
-from vggtkit.io.video import VIDEO_SUFFIXES, is_video_path, sample_video_frames
+from vggtkit.io.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_image_path, is_video_path, natural_key
+from vggtkit.io.video import sample_video_frames
 
+# IMAGE_SUFFIXES and natural_key are re-exported: the web demo imports them from here.
 __all__ = ["IMAGE_SUFFIXES", "InputFrame", "find_inputs", "natural_key", "resolve_inputs"]
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm", ".pnm")
 InputPath = str | os.PathLike[str]
 Progress = Callable[[str, int, int], None]
 
@@ -52,14 +52,9 @@ class InputFrame:
         return load_rgb_image(self.path, exif_transpose=True)
 
 
-def natural_key(text: str) -> tuple:
-    """Sort key that orders digit runs by value: ``frame2`` < ``frame10``; case-insensitive."""
-    return tuple(int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", text))
-
-
 def _is_image_file(path: Path) -> bool:
     """Decide by suffix; for unknown suffixes ask PIL whether it recognises the file."""
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+    if is_image_path(path):
         return True
     try:
         with Image.open(path):
@@ -70,12 +65,12 @@ def _is_image_file(path: Path) -> bool:
 
 def _folder_images(folder: Path) -> list[Path]:
     files = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
-    images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+    images = [p for p in files if is_image_path(p)]
     if images:
         return images
     if (folder / "images").is_dir():  # the scene/images/ layout of COLMAP and the official demos
         return _folder_images(folder / "images")
-    videos = [p.name for p in files if p.suffix.lower() in VIDEO_SUFFIXES]
+    videos = [p.name for p in files if is_video_path(p)]
     hint = (
         f"; it holds video(s) {', '.join(sorted(videos)[:3])}: pass the video file instead" if videos else ""
     )

@@ -192,3 +192,11 @@ class PeakMemory:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def free_device_memory(device: torch.device) -> int | None:
+    """Free memory of a CUDA device in bytes (None for other devices, whose memory the process shares)."""
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return int(free)

@@ -10,10 +10,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from vggtkit import VGGT, tiny_config
-from vggtkit.benchmark import (
+from vggtkit.bench import (
     Case,
     PathSpec,
-    compare_outputs,
     forward_flops,
     markdown_table,
     memory_growth,
@@ -21,7 +20,9 @@ from vggtkit.benchmark import (
     random_model,
     run_case,
 )
+from vggtkit.bench.measure import compare_outputs
 from vggtkit.cli import main
+from vggtkit.inference import ExecutionPlan
 
 
 def _sdpa_flops(query_shape, key_shape, *args, **kwargs) -> int:
@@ -42,8 +43,8 @@ def test_flop_estimate_matches_torch_flop_counter(overrides, shape):
     model = VGGT(config).eval()
     B, S, H, W = shape
     counter = FlopCounterMode(display=False, custom_mapping=SDPA_FLOPS)
-    with counter:  # with gradients enabled and no options the model takes the reference path
-        model(torch.rand(B, S, 3, H, W))
+    with counter:
+        model(torch.rand(B, S, 3, H, W), options=ExecutionPlan())
     assert sum(forward_flops(config, B, S, H, W).values()) == counter.get_total_flops()
 
 

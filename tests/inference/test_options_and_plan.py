@@ -1,4 +1,5 @@
-"""InferenceOptions, memory budgets and the `infer` helper (the numbers are checked in tests/models/test_fast_path.py)."""
+"""InferenceOptions, the planner and the `infer` helper (the numbers of every plan are checked in
+tests/models/test_execution_plans.py)."""
 
 from __future__ import annotations
 
@@ -7,19 +8,13 @@ import dataclasses
 import pytest
 import torch
 
-from vggtkit import VGGTConfig, tiny_config
-from vggtkit.inference import (
-    InferenceOptions,
-    as_options,
-    format_bytes,
-    infer,
-    parse_dtype,
-    parse_memory,
-    plan_inference,
-    prepare_model,
-)
+from vggtkit import VGGT, VGGTConfig, tiny_config
+from vggtkit.inference import ExecutionPlan, InferenceOptions, ModelDims, as_options, infer, plan_inference
+from vggtkit.utils.dtypes import parse_dtype
+from vggtkit.utils.memory import format_bytes, parse_memory
 
 CPU = torch.device("cpu")
+DIMS_1B = ModelDims(patch_size=14, special_tokens=5, embed_dim=1024, kept_layers=4, dense_features=256)
 
 
 @pytest.mark.parametrize(
@@ -76,9 +71,9 @@ def test_options_normalise_and_validate():
         InferenceOptions(query_chunk_size=2.5)
     with pytest.raises(ValueError, match="heads_dtype"):
         InferenceOptions(heads_dtype="int8")
-    with pytest.raises(ValueError, match="reference path"):
+    with pytest.raises(ValueError, match="reference plan"):
         InferenceOptions(reference_path=True, dtype="bfloat16")
-    with pytest.raises(ValueError, match="reference path"):
+    with pytest.raises(ValueError, match="reference plan"):
         InferenceOptions(reference_path=True, frame_chunk_size=2)
     assert InferenceOptions.reference().reference_path
 
@@ -87,6 +82,7 @@ def test_as_options():
     assert as_options(None) is None
     assert as_options("bfloat16") == InferenceOptions(dtype=torch.bfloat16)
     assert as_options(torch.float32) == InferenceOptions()
+    assert as_options(ExecutionPlan.reference()) == ExecutionPlan(keep_all_layers=True)
     with pytest.raises(ValueError, match="options must be"):
         as_options(3)
 
@@ -98,28 +94,26 @@ def test_format_bytes():
 
 
 def test_default_plan_for_vggt_1b_keeps_chunks_small():
-    plan = plan_inference(
-        VGGTConfig(), (1, 8, 3, 392, 518), InferenceOptions(), CPU, weights_bytes=5_000_000_000
-    )
+    plan = plan_inference(DIMS_1B, (1, 8, 3, 392, 518), InferenceOptions(), CPU, weights_bytes=5_000_000_000)
     assert plan.head_chunk == 1  # one 518x392 DPT pass is ~0.3 GB
     assert 1 <= plan.frame_chunk <= 8 and plan.token_chunk == 2048
     assert 32 <= plan.head_rows < 392  # the full-resolution DPT stages run in bands
     assert plan.store_dtype == torch.float32 and plan.channels_last  # faster on CPUs
     assert plan.release_memory  # on CPUs unless turned off; never on GPUs
     off = InferenceOptions(release_memory=False)
-    assert not plan_inference(VGGTConfig(), (1, 8, 3, 392, 518), off, CPU).release_memory
-    gpu = plan_inference(VGGTConfig(), (1, 8, 3, 392, 518), InferenceOptions(), torch.device("cuda"))
+    assert not plan_inference(DIMS_1B, (1, 8, 3, 392, 518), off, CPU).release_memory
+    gpu = plan_inference(DIMS_1B, (1, 8, 3, 392, 518), InferenceOptions(), torch.device("cuda"))
     assert not gpu.release_memory
     bf16_heads = InferenceOptions(dtype="bfloat16", heads_dtype="bfloat16")
-    assert not plan_inference(VGGTConfig(), (1, 8, 3, 392, 518), bf16_heads, CPU).release_memory
+    assert not plan_inference(DIMS_1B, (1, 8, 3, 392, 518), bf16_heads, CPU).release_memory
     forced = dataclasses.replace(bf16_heads, release_memory=True)
-    assert plan_inference(VGGTConfig(), (1, 8, 3, 392, 518), forced, CPU).release_memory
-    bf16 = plan_inference(VGGTConfig(), (1, 8, 3, 392, 518), InferenceOptions(dtype="bfloat16"), CPU)
+    assert plan_inference(DIMS_1B, (1, 8, 3, 392, 518), forced, CPU).release_memory
+    bf16 = plan_inference(DIMS_1B, (1, 8, 3, 392, 518), InferenceOptions(dtype="bfloat16"), CPU)
     assert bf16.store_dtype == torch.bfloat16 and bf16.estimated_bytes < plan.estimated_bytes - 5_000_000_000
 
 
 def test_plan_grows_chunks_with_the_budget_and_fixed_chunks_win():
-    config, shape = VGGTConfig(), (2, 10, 3, 392, 518)
+    config, shape = DIMS_1B, (2, 10, 3, 392, 518)
     gpu = torch.device("cuda")  # planning only: no GPU needed
     small = plan_inference(config, shape, InferenceOptions(max_memory="8GB"), gpu, 5_000_000_000)
     large = plan_inference(config, shape, InferenceOptions(max_memory="40GB"), gpu, 5_000_000_000)
@@ -128,14 +122,12 @@ def test_plan_grows_chunks_with_the_budget_and_fixed_chunks_win():
     assert on_cpu.head_chunk == 1  # larger DPT passes are slower on CPUs
     assert small.estimated_bytes <= 8e9
     fixed = plan_inference(config, shape, InferenceOptions(frame_chunk_size=3, query_chunk_size=100), CPU)
-    assert (fixed.frame_chunk, fixed.head_chunk, fixed.embed_chunk, fixed.token_chunk) == (3, 3, 3, 100)
+    assert (fixed.frame_chunk, fixed.head_chunk, fixed.token_chunk) == (3, 3, 100)
 
 
 def test_plan_refuses_a_budget_below_the_weights():
     with pytest.raises(ValueError, match=r"weights take 5.00 GB"):
-        plan_inference(
-            VGGTConfig(), (1, 4, 3, 392, 518), InferenceOptions(max_memory="4GB"), CPU, 5_000_000_000
-        )
+        plan_inference(DIMS_1B, (1, 4, 3, 392, 518), InferenceOptions(max_memory="4GB"), CPU, 5_000_000_000)
 
 
 def test_infer_runs_in_inference_mode_and_restores_training_mode():
@@ -148,14 +140,51 @@ def test_infer_runs_in_inference_mode_and_restores_training_mode():
     assert out["depth"].shape == (1, 2, 28, 28, 1) and out["depth"].is_inference()
 
 
-def test_prepare_model_converts_only_what_runs_in_that_dtype():
-    from vggtkit import VGGT
-
+def test_convert_weights_converts_only_what_runs_in_that_dtype():
     model = VGGT(tiny_config())
-    prepare_model(model, InferenceOptions(dtype="bfloat16", weights_dtype="bfloat16"))
+    model.convert_weights(InferenceOptions(dtype="bfloat16", weights_dtype="bfloat16"))
     assert model.aggregator.global_blocks[0].mlp.fc1.weight.dtype == torch.bfloat16
     assert model.camera_head.trunk[0].attn.qkv.weight.dtype == torch.float32
-    prepare_model(model, InferenceOptions(dtype="bfloat16", heads_dtype="bfloat16", weights_dtype="bfloat16"))
+    model.convert_weights(
+        InferenceOptions(dtype="bfloat16", heads_dtype="bfloat16", weights_dtype="bfloat16")
+    )
     assert model.camera_head.trunk[0].attn.qkv.weight.dtype == torch.bfloat16
     assert model.track_head.feature_extractor.norm.weight.dtype == torch.bfloat16
     assert model.track_head.tracker.corr_mlp.fc1.weight.dtype == torch.float32  # the tracker stays float32
+
+
+def test_vggt_1b_dims_for_the_planner():
+    with torch.device("meta"):
+        model = VGGT(VGGTConfig())
+    assert model.dims() == DIMS_1B
+    assert model.dims(keep_all_layers=True).kept_layers == 24
+
+
+def test_gpu_plans_attend_over_all_queries_when_memory_allows():
+    gpu = torch.device("cuda")  # planning only: no GPU needed
+    shape = (1, 200, 3, 392, 518)
+    roomy = plan_inference(DIMS_1B, shape, InferenceOptions(dtype="bfloat16"), gpu, 2_500_000_000,
+                           available_bytes=100_000_000_000)  # fmt: skip
+    assert roomy.token_chunk is None and roomy.frame_chunk > 1 and roomy.head_chunk == 8
+    assert not roomy.release_memory and not roomy.channels_last
+    tight = plan_inference(
+        DIMS_1B, shape, InferenceOptions(dtype="bfloat16", max_memory="12GB"), gpu, 2_500_000_000
+    )
+    assert tight.token_chunk is not None and tight.estimated_bytes <= 12e9
+
+
+def test_autograd_plans_run_out_of_place_without_chunks():
+    plan = plan_inference(DIMS_1B, (1, 4, 3, 392, 518), InferenceOptions(), CPU, autograd=True)
+    assert not plan.in_place and plan.token_chunk is None and plan.frame_chunk is None
+    assert not plan.release_memory and plan.head_chunk == 8
+    asked = plan_inference(
+        DIMS_1B, (1, 4, 3, 392, 518), InferenceOptions(query_chunk_size=64), CPU, autograd=True
+    )
+    assert asked.token_chunk == 64 and not asked.in_place
+
+
+def test_plans_validate_themselves():
+    with pytest.raises(ValueError, match="token_chunk"):
+        ExecutionPlan(token_chunk=0)
+    with pytest.raises(ValueError, match="checkpointing"):
+        ExecutionPlan(in_place=True, gradient_checkpointing=True)

@@ -1,5 +1,8 @@
 """The result of a reconstruction: per-frame cameras, depth and points as numpy arrays, saved as one npz.
 
+A neutral module: the pipeline produces a :class:`Reconstruction`, the exporters and the web demo read it, and
+neither depends on the other.
+
 The npz holds the official demo's keys (``pose_enc, depth, depth_conf, world_points, world_points_conf,
 images, extrinsic, intrinsic, world_points_from_depth``) plus what exports need to work at the original image
 resolution (``intrinsic_original``, ``original_from_model``, ``original_hw``, ``names``, ``image_paths``, ...).
@@ -16,6 +19,11 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from PIL import Image
+
+from vggtkit.geometry import unproject_depth_map_to_point_map
+from vggtkit.io.images import load_rgb_image
+from vggtkit.utils.atomic import atomic_path
 
 __all__ = ["NPZ_FORMAT_VERSION", "OFFICIAL_KEYS", "PointBranch", "Reconstruction"]
 
@@ -190,8 +198,6 @@ class Reconstruction:
             return self.source_frames[frame]
         path = self.image_paths[frame]
         if path and Path(path).is_file():
-            from vggtkit.io.images import load_rgb_image
-
             img = np.asarray(load_rgb_image(path, exif_transpose=True))
             if img.shape[:2] == tuple(self.original_hw[frame]):
                 return img
@@ -201,10 +207,6 @@ class Reconstruction:
     def save_source_frames(self, folder: str | os.PathLike[str]) -> list[Path]:
         """Write in-memory frames (decoded video) as PNG files named ``names[i]`` into ``folder`` and record
         their paths in ``image_paths``, so exports and later re-exports can use them."""
-        from PIL import Image
-
-        from vggtkit.utils.atomic import atomic_path
-
         written: list[Path] = []
         if self.source_frames is None:
             return written
@@ -223,8 +225,6 @@ class Reconstruction:
     # ------------------------------------------------------------------ npz
     def save_npz(self, path: str | os.PathLike[str]) -> Path:
         """Write all arrays to one ``.npz`` (temporary name, then rename). Returns the path."""
-        from vggtkit.utils.atomic import atomic_path
-
         path = Path(path)
         arrays: dict[str, np.ndarray] = {
             "pose_enc": self.pose_enc,
@@ -288,8 +288,6 @@ class Reconstruction:
         intrinsic = data["intrinsic"].astype(np.float64)
         world_points_from_depth = data.get("world_points_from_depth")
         if world_points_from_depth is None:
-            from vggtkit.geometry import unproject_depth_map_to_point_map
-
             world_points_from_depth = unproject_depth_map_to_point_map(depth, data["extrinsic"], intrinsic)
         if "original_hw" in data:
             original_hw = data["original_hw"].astype(np.int64)

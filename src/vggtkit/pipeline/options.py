@@ -1,0 +1,81 @@
+"""How :func:`vggtkit.reconstruct` runs: frame sampling, device, precision, preprocessing (self-validating)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from vggtkit.io.images import PATCH_SIZE, PreprocessMode
+from vggtkit.utils.dtypes import parse_dtype
+
+__all__ = ["FrameSampling", "ReconstructOptions"]
+
+_MODES = ("crop", "pad")
+
+
+@dataclass(frozen=True)
+class FrameSampling:
+    """Which frames to use.
+
+    Attributes:
+        fps: video sampling rate in frames per second of video time (default 1, as the official demo).
+        max_frames: at most this many frames in total, evenly spaced (None: all).
+    """
+
+    fps: float = 1.0
+    max_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.fps, (int, float)) and math.isfinite(self.fps) and self.fps > 0):
+            raise ValueError(f"fps must be > 0, got {self.fps}")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class ReconstructOptions:
+    """Options of :func:`vggtkit.reconstruct`; each can also be passed to it as a keyword.
+
+    Attributes:
+        device: "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N", "mps" or a ``torch.device``.
+        dtype: precision of the aggregator: "float32" (exact), "bfloat16" or "float16" (faster, less memory;
+            the heads stay in float32).
+        mode: "crop" (width = resolution, taller images centre-cropped) or "pad" (square, white padding).
+        resolution: model input width (crop) or side (pad) in pixels, a multiple of 14; None: the model's own
+            ``img_size``, the size it was trained at (518 for VGGT-1B).
+        reference: index (in sorted order) of the frame that defines the world frame; it is passed to the
+            model first, and the outputs keep the sorted order.
+        sampling: video frame rate and a limit on the number of frames.
+    """
+
+    device: str | torch.device = "auto"
+    dtype: str | torch.dtype = "float32"
+    mode: PreprocessMode = "crop"
+    resolution: int | None = None
+    reference: int = 0
+    sampling: FrameSampling = field(default_factory=FrameSampling)
+
+    def __post_init__(self) -> None:
+        parse_dtype(self.dtype)
+        if self.mode not in _MODES:
+            raise ValueError(f"mode must be 'crop' or 'pad', got {self.mode!r}")
+        res = self.resolution
+        if res is not None and not (_is_int(res) and res >= PATCH_SIZE and res % PATCH_SIZE == 0):
+            raise ValueError(
+                f"resolution must be a positive multiple of {PATCH_SIZE} (e.g. 518), got {res!r}"
+            )
+        if not (_is_int(self.reference) and self.reference >= 0):
+            raise ValueError(f"reference must be a frame index >= 0, got {self.reference!r}")
+        if not isinstance(self.sampling, FrameSampling):
+            raise ValueError(f"sampling must be a FrameSampling, got {type(self.sampling).__name__}")
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        """``dtype`` as a ``torch.dtype``."""
+        return parse_dtype(self.dtype)
