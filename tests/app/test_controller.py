@@ -292,3 +292,15 @@ def test_runner_resolution_defaults_to_the_checkpoints_img_size():
         ModelRunner(golden_model(), device="cpu", resolution=100)
     with pytest.raises(ValueError, match="dtype must be one of"):
         ModelRunner(golden_model(), device="cpu", dtype="int8")
+
+
+def test_library_errors_reach_the_page_in_the_librarys_words(controller, tmp_path):
+    """A reconstruction error from the pipeline is shown as it is: it names no command-line flag."""
+    from PIL import Image
+
+    wide = tmp_path / "strip.png"
+    Image.new("RGB", (2000, 20), (120, 80, 40)).save(wide)
+    state = _uploaded(controller, [wide])
+    out = controller.reconstruct(state, 0, "crop", ViewSettings())
+    assert not out.ok and out.message.startswith("Reconstruction failed: image 'strip.png'")
+    assert "too elongated" in out.message and "--" not in out.message

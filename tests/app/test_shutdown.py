@@ -135,7 +135,8 @@ def _upload(server: Server, image: Path) -> Path:
 
 
 def _reconstruct_in_a_browser(server: Server, images: list[Path]) -> None:
-    """A person's visit: upload, reconstruct, previews; leaves a session with every kind of result file."""
+    """A person's visit: upload, reconstruct, previews, the COLMAP zip; leaves a session with every kind of result
+    file (and pycolmap imported, which replaces the SIGTERM handler of a process that does not take it back)."""
     import re
 
     from playwright.sync_api import expect, sync_playwright
@@ -150,6 +151,7 @@ def _reconstruct_in_a_browser(server: Server, images: list[Path]) -> None:
         page.locator("#reconstruct-btn").click()
         expect(log).to_have_value(re.compile("^Reconstructed"), timeout=120_000)
         expect(page.locator("#depth-previews img")).to_have_count(2 * len(images), timeout=120_000)
+        expect(page.locator("#download-colmap")).to_be_enabled(timeout=120_000)  # pycolmap has been used
         browser.close()
 
 
@@ -232,3 +234,22 @@ def test_every_stop_signal_interrupts_the_main_thread(name):
         assert signal.getsignal(signum) == signal.SIG_IGN
     finally:
         signal.signal(signum, before)
+
+
+def test_the_handlers_are_taken_back_from_a_native_library():
+    """pycolmap's first import replaces the SIGTERM handler (its logging library's, which kills the process);
+    installing ours again restores the clean shutdown."""
+    code = (
+        "import os, signal, time\n"
+        "from vggtkit.app.server import ShutdownRequested, stop_on_signals\n"
+        "with stop_on_signals() as stop:\n"
+        "    import pycolmap\n"
+        "    stop.install()\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(5)\n"
+        "    except ShutdownRequested as exc:\n"
+        "        print('clean:', exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "clean: SIGTERM received" in done.stdout, done.stderr[-2000:]

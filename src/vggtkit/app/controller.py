@@ -26,8 +26,8 @@ from vggtkit.app.engine import ModelRunner
 from vggtkit.app.ingest import UploadError, UploadLimits, ingest_uploads
 from vggtkit.app.session import ReconstructionCache, Run, SessionStore
 from vggtkit.app.settings import DemoSettings, ViewSettings
-from vggtkit.pipeline import Reconstruction, natural_key
-from vggtkit.pipeline.inputs import IMAGE_SUFFIXES
+from vggtkit.io.paths import IMAGE_SUFFIXES, natural_key
+from vggtkit.pipeline import Reconstruction
 
 __all__ = [
     "PROMPT",

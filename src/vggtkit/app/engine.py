@@ -13,7 +13,8 @@ from typing import Any
 
 import torch
 
-from vggtkit.pipeline import FrameSampling, Reconstruction, reconstruct, resolve_device
+from vggtkit.pipeline import Reconstruction, ReconstructOptions, reconstruct
+from vggtkit.utils.devices import resolve_device
 from vggtkit.utils.dtypes import dtype_name, parse_dtype
 from vggtkit.utils.memory import PeakMemory
 
@@ -123,17 +124,14 @@ class ModelRunner:
         """
         start = time.perf_counter()
         with PeakMemory(self.device) as memory:
-            rec = reconstruct(
-                Path(images_dir),
-                self.model,
+            options = ReconstructOptions(
                 device=self.device,
                 dtype=self.dtype,
                 mode=mode,
                 resolution=self.resolution,
                 reference=reference,
-                sampling=FrameSampling(),
-                progress=progress,
             )
+            rec = reconstruct(Path(images_dir), self.model, options, progress=progress)
         report = RunReport(
             seconds=time.perf_counter() - start,
             stage_seconds=dict(rec.timings),

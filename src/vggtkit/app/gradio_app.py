@@ -38,7 +38,7 @@ from vggtkit.app.engine import ModelRunner
 from vggtkit.app.guard import DemoGuard
 from vggtkit.app.server import Periodic
 from vggtkit.app.settings import BRANCH_CHOICES, DemoSettings, ViewSettings, frame_choices
-from vggtkit.io.video import is_video_path
+from vggtkit.io.paths import is_video_path
 from vggtkit.weights import BUNDLED_MODELS, DEFAULT_CHECKPOINT
 
 __all__ = ["build_demo", "default_checkpoint", "launch_demo", "shutdown_demo"]

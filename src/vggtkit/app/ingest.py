@@ -18,17 +18,20 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from vggtkit.io.images import PATCH_SIZE
-from vggtkit.io.video import VIDEO_SUFFIXES, is_video_path, probe_video, sample_video_frames
-from vggtkit.pipeline import natural_key
-from vggtkit.pipeline.inputs import IMAGE_SUFFIXES
+from vggtkit.io.paths import (
+    BROWSER_IMAGE_SUFFIXES,
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    is_video_path,
+    natural_key,
+)
+from vggtkit.io.video import probe_video, sample_video_frames
 from vggtkit.utils.atomic import atomic_dir
 
 __all__ = ["UploadError", "UploadLimits", "ingest_uploads", "list_frames"]
 
 logger = logging.getLogger(__name__)
 
-# Formats browsers display (the preview gallery shows the copies); other images are converted to PNG.
-_WEB_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
 Progress = Callable[[str, int, int], None]
 
 
@@ -247,7 +250,7 @@ def _copy_images(images: Sequence[Path], folder: Path, taken: set[str]) -> list[
     names = []
     for path in images:
         name = _safe_name(path.name)
-        if Path(name).suffix.lower() in _WEB_SUFFIXES:
+        if Path(name).suffix.lower() in BROWSER_IMAGE_SUFFIXES:
             name = _unique(name, taken)
             shutil.copyfile(path, folder / name)
         else:

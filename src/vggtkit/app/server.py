@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from types import FrameType
 
-__all__ = ["STOP_SIGNALS", "Periodic", "ShutdownRequested", "SignalStop", "stop_on_signals"]
+__all__ = ["STOP_SIGNALS", "Periodic", "ShutdownRequested", "SignalStop", "stop_on_signals", "wait_while"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +40,17 @@ class ShutdownRequested(BaseException):
 class SignalStop:
     """The state behind :func:`stop_on_signals`: raises once, then only logs; :meth:`disarm` before clean-up."""
 
-    def __init__(self) -> None:
+    def __init__(self, signals: tuple[int, ...]) -> None:
+        self.signals = signals
         self.received: int | None = None
         self.armed = True
+
+    def install(self) -> None:
+        """Install (again) the handlers. A native library can replace them behind Python's back: pycolmap's
+        logging library takes SIGTERM when pycolmap is first imported, and then SIGTERM kills the process at once.
+        Main thread only."""
+        for signum in self.signals:
+            signal.signal(signum, self.handle)
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is not None or not self.armed:
@@ -60,8 +68,9 @@ class SignalStop:
 def stop_on_signals(signals: tuple[int, ...] = STOP_SIGNALS) -> Iterator[SignalStop]:
     """Within the block, the first of ``signals`` raises :class:`ShutdownRequested` in the main thread; the
     previous handlers are restored at the end. Must be entered from the main thread."""
-    stop = SignalStop()
-    previous = {signum: signal.signal(signum, stop.handle) for signum in signals}
+    stop = SignalStop(signals)
+    previous = {signum: signal.getsignal(signum) for signum in signals}
+    stop.install()
     try:
         yield stop
     finally:
@@ -69,9 +78,14 @@ def stop_on_signals(signals: tuple[int, ...] = STOP_SIGNALS) -> Iterator[SignalS
             signal.signal(signum, handler)
 
 
-def wait_while(running: Callable[[], bool], poll_s: float = 0.5) -> None:
-    """Sleep in the main thread while ``running()`` (signals interrupt the sleep)."""
+def wait_while(
+    running: Callable[[], bool], each: Callable[[], object] | None = None, poll_s: float = 0.5
+) -> None:
+    """Sleep in the main thread while ``running()`` (signals interrupt the sleep), calling ``each()`` every
+    ``poll_s`` seconds (e.g. :meth:`SignalStop.install`)."""
     while running():
+        if each is not None:
+            each()
         time.sleep(poll_s)
 
 

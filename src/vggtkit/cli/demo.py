@@ -208,6 +208,8 @@ def run(args: argparse.Namespace) -> int:
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # no analytics or version checks
     workdir = Path(args.workdir).expanduser() if args.workdir else None
     temporary = demo = None
+    import pycolmap  # noqa: F401  (before the stop handlers: pycolmap's first import replaces SIGTERM's)
+
     # From here on a stop signal (also one during start-up) ends in the clean-up below.
     with stop_on_signals() as signals:
         try:
@@ -216,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
             workdir.mkdir(parents=True, exist_ok=True)
             demo = _build(args, workdir, preload)
             _announce(demo, _launch(demo, args), args, workdir)
-            wait_while(lambda: demo.is_running)
+            wait_while(lambda: demo.is_running, each=signals.install)  # taken back if a library took them
         except ShutdownRequested as stop:
             print(f"vggtkit demo: {stop}; shutting down", flush=True)
         finally:
