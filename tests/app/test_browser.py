@@ -166,6 +166,10 @@ def test_video_upload_goes_through(page, media):
     expect(page.locator("#preview img")).to_have_count(6)
     page.locator("#reconstruct-btn").click()
     _wait_log(page, r"^Reconstructed 6 frame\(s\)")
+    source = page.locator("#input-video video").first.get_attribute("src")  # the player's file, as served
+    served = page.context.request.get(source)
+    assert served.status == 200 and served.headers["content-type"] == "video/mp4"
+    assert served.headers["content-disposition"].startswith("attachment")
 
 
 def _upload_and_capture(page, paths) -> list[str]:
