@@ -123,7 +123,7 @@ class ModelRunner:
             ValueError: for inputs the pipeline rejects (message from the pipeline), or out of memory.
         """
         start = time.perf_counter()
-        with PeakMemory(self.device) as memory:
+        with PeakMemory(self.device, shared=True) as memory:  # concurrent reconstructions share the process
             options = ReconstructOptions(
                 device=self.device,
                 dtype=self.dtype,
