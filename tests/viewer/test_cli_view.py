@@ -125,3 +125,34 @@ def _run(folder: Path) -> str:
 
     make_reconstruction().save_npz(folder / "predictions.npz")
     return str(folder)
+
+
+def test_view_reconstruction_serves_a_fresh_run_with_the_exports_settings(capsys, monkeypatch, tmp_path, rec):
+    """What `vggtkit reconstruct --view` calls; stopped here by a SIGINT sent once its handler is in place."""
+    import threading
+
+    import vggtkit.viewer
+    from vggtkit.cli.view import view_reconstruction
+    from vggtkit.export import ExportOptions
+
+    served = []
+    real_serve = vggtkit.viewer.serve
+    monkeypatch.setattr(
+        vggtkit.viewer, "serve", lambda *a, **k: served.append(real_serve(*a, **k)) or served[-1]
+    )
+    default_handler = signal.getsignal(signal.SIGINT)
+
+    def interrupt_when_listening():
+        while signal.getsignal(signal.SIGINT) is default_handler or not served:
+            threading.Event().wait(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_when_listening, daemon=True).start()
+    options = ExportOptions(conf_threshold=25, frame=1, mask_black=True)
+    assert view_reconstruction(rec, tmp_path, options) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("vggtkit view: http://127.0.0.1:") and out[-1] == "vggtkit view: stopped"
+    viewer = served[0]
+    assert viewer.settings.conf_threshold == 25 and viewer.settings.frame == 1 and viewer.settings.mask_black
+    assert viewer.source.folder == tmp_path
+    assert signal.getsignal(signal.SIGINT) is default_handler  # the handlers are given back

@@ -7,9 +7,16 @@ import logging
 import signal
 import sys
 import threading
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from vggtkit.cli.common import UserError
+
+if TYPE_CHECKING:
+    import os
+
+    from vggtkit.export import ExportOptions
+    from vggtkit.pipeline import Reconstruction
+    from vggtkit.viewer import SceneSource, Viewer, ViewerOptions
 
 EXAMPLES = """examples:
   vggtkit view scene/                          # the output folder of vggtkit reconstruct
@@ -70,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _options(args: argparse.Namespace):
+def _options(args: argparse.Namespace) -> ViewerOptions:
     from pathlib import Path
 
     from vggtkit.viewer import ViewerOptions, ViewSettings
@@ -90,7 +97,11 @@ def _options(args: argparse.Namespace):
     )
 
 
-def serve_and_wait(scene, options, out: TextIO = sys.stdout) -> int:
+def serve_and_wait(
+    scene: SceneSource | Reconstruction | str | os.PathLike[str],
+    options: ViewerOptions,
+    out: TextIO | None = None,
+) -> int:
     """Serve ``scene`` (a ``SceneSource``, a ``Reconstruction``, or an output folder / npz path), print its URL
     and block until Ctrl+C or SIGTERM, then stop the server. Returns 0.
 
@@ -98,6 +109,8 @@ def serve_and_wait(scene, options, out: TextIO = sys.stdout) -> int:
         ValueError: unreadable input, a busy port, viser missing (see :func:`vggtkit.viewer.serve`).
     """
     from vggtkit.viewer import serve
+
+    out = sys.stdout if out is None else out  # the stream of now, not of import time
 
     logging.getLogger("websockets").setLevel(logging.WARNING)  # viser's server logs every start and stop
     stop = threading.Event()
@@ -126,7 +139,21 @@ def serve_and_wait(scene, options, out: TextIO = sys.stdout) -> int:
     return 0
 
 
-def _describe(viewer) -> str:
+def view_reconstruction(
+    rec: Reconstruction, out_dir: str | os.PathLike[str] | None, export_options: ExportOptions | None = None
+) -> int:
+    """Serve a reconstruction just made (``vggtkit reconstruct --view``) until Ctrl+C or SIGTERM: its folder is
+    where Save PLY writes and where refined cameras are looked for; the controls start at the exports' settings.
+    Returns 0."""
+    from vggtkit.viewer import SceneSource, ViewerOptions, ViewSettings
+
+    initial = ViewSettings() if export_options is None else ViewSettings.from_export_options(export_options)
+    sky_model = None if export_options is None else export_options.sky_model
+    options = ViewerOptions(initial=initial, sky_model=sky_model)
+    return serve_and_wait(SceneSource.from_reconstruction(rec, folder=out_dir), options)
+
+
+def _describe(viewer: Viewer) -> str:
     rec = viewer.source.get()
     h, w = rec.model_hw
     sets = " and ".join(viewer.source.names)

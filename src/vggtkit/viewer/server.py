@@ -20,7 +20,7 @@ import numpy as np
 
 from vggtkit.pipeline.reconstruction import Reconstruction
 from vggtkit.viewer.controls import Controls, SceneFacts
-from vggtkit.viewer.scene import Frustum, SceneBuilder, SceneContents, frame_images
+from vggtkit.viewer.scene import Frustum, SceneBuilder, SceneContents, SkyMasks, frame_images
 from vggtkit.viewer.settings import (
     DEFAULT_PORT,
     DEFAULT_VIEWER_OPTIONS,
@@ -93,7 +93,7 @@ def _stop_quietly(server: Any) -> None:
         server.stop()
 
 
-def _sky_masks(options: ViewerOptions):
+def _sky_masks(options: ViewerOptions) -> SkyMasks | None:
     """The sky-mask function of ``options.sky_model`` (None without one); checks the model file now."""
     if options.sky_model is None:
         return None

@@ -69,6 +69,21 @@ class ViewSettings:
         if self.cameras not in (PREDICTED, REFINED):
             raise ValueError(f"cameras must be '{PREDICTED}' or '{REFINED}', got {self.cameras!r}")
 
+    @classmethod
+    def from_export_options(cls, options: ExportOptions, **changes: object) -> ViewSettings:
+        """The settings that show what an export with ``options`` wrote (sky masked when it names a sky model),
+        with ``changes`` applied."""
+        fields = {
+            "conf_threshold": options.conf_threshold,
+            "frame": options.frame,
+            "branch": options.branch,
+            "mask_black": options.mask_black,
+            "mask_white": options.mask_white,
+            "mask_sky": options.sky_model is not None,
+            "show_cameras": options.show_cameras,
+        }
+        return cls(**(fields | changes))
+
     def export_options(self) -> ExportOptions:
         """The point-selection part of these settings, as the exports take it (sky masks are passed apart)."""
         return ExportOptions(
