@@ -21,8 +21,8 @@ __all__ = [
 ]
 
 DEFAULT_MAX_POINTS = 1_000_000
-"""Default point budget: the largest budget whose control-to-browser update stays well under a second on two CPU
-cores for a 10-million-point reconstruction (docs/viewer.md, benchmarks/viewer.py)."""
+"""Default point budget: the largest whose update of a 10-million-point scene costs the server no more than smaller
+budgets (filtering dominates), with a 9 MB payload (docs/viewer.md, benchmarks/viewer.py)."""
 DEFAULT_PORT = 8080
 PREDICTED = "predicted"
 REFINED = "refined"
