@@ -103,7 +103,7 @@ def test_page_loads_with_the_scene_and_a_control_change_updates_it(page, viewer,
 
     page.get_by_label("Frame").click()
     page.get_by_role("option", name="2: view_2.png").click()
-    expect(status).to_have_text(f"{1176:,} of {1176:,} points shown, 1 cameras", timeout=TIMEOUT_MS)
+    expect(status).to_have_text(f"{1176:,} of {1176:,} points shown, 1 camera", timeout=TIMEOUT_MS)
     assert viewer.wait_idle(30)
     assert viewer.settings.frame == 2
     assert viewer.visible_frusta() == ["/cameras/predicted/0002"] and viewer.shown_points == 1176

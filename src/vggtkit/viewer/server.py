@@ -310,7 +310,7 @@ class Viewer:
     def _status(contents: SceneContents) -> str:
         return (
             f"**{len(contents.points):,}** of {contents.selected:,} points shown, "
-            f"**{len(contents.frusta)}** cameras"
+            f"**{len(contents.frusta)}** camera{'' if len(contents.frusta) == 1 else 's'}"
         )
 
     def _set_initial_camera(self, rec: Reconstruction) -> None:
