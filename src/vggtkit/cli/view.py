@@ -85,7 +85,7 @@ def _options(args: argparse.Namespace) -> ViewerOptions:
     if args.max_points is not None and args.max_points < 0:
         raise UserError(f"--max-points {args.max_points}: pass a positive number of points, or 0 for all")
     if args.port is not None and not 0 <= args.port <= 65535:
-        raise UserError(f"--port {args.port}: pass a port in 1..65535")
+        raise UserError(f"--port {args.port}: pass a port in 1..65535 (or 0 for any free port)")
     if not 0 <= args.conf_threshold <= 100:
         raise UserError(f"--conf-threshold {args.conf_threshold}: pass a percentile in 0..100")
     save_dir = Path(args.save_dir).expanduser() if args.save_dir else None
