@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -265,7 +267,7 @@ class Reconstruction:
             raise ValueError(f"predictions file not found: '{path}'")
         try:
             npz = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
             raise ValueError(f"cannot read '{path}' as an npz file: {exc}") from exc
         with npz:
             keys = set(npz.files)
@@ -273,10 +275,7 @@ class Reconstruction:
             missing = sorted(required - keys)
             if missing:
                 raise ValueError(f"'{path}' is not a VGGT predictions file: missing {', '.join(missing)}")
-            try:
-                data = {k: npz[k] for k in keys if k != "pose_enc_list"}
-            except ValueError as exc:  # an object array other than pose_enc_list
-                raise ValueError(f"'{path}' holds pickled objects; refusing to load them ({exc})") from exc
+            data = _read_arrays(npz, path)
         return cls._from_arrays(data, path)
 
     @classmethod
@@ -323,3 +322,13 @@ class Reconstruction:
             reference_index=int(info.get("reference_index", 0)),
             mode=str(info.get("mode", "crop")),
         )
+
+
+def _read_arrays(npz: np.lib.npyio.NpzFile, path: Path) -> dict[str, np.ndarray]:
+    """Every array of an open npz but ``pose_enc_list``; a truncated or corrupt member is a ValueError."""
+    try:
+        return {k: npz[k] for k in npz.files if k != "pose_enc_list"}
+    except ValueError as exc:  # an object array other than pose_enc_list
+        raise ValueError(f"'{path}' holds pickled objects; refusing to load them ({exc})") from exc
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"'{path}' is truncated or corrupt: {exc}") from exc
