@@ -70,8 +70,8 @@ class Oracle:
         translation_noise: per-frame camera position noise, relative to the scene depth.
         depth_noise: per-pixel relative depth noise.
         outliers: share of pixels given a wrong depth, as confident as the others.
-        drift_deg: extra rotation (about the camera's vertical axis) per frame along a run: frame k of a call is
-            off by ``k * drift_deg``, as a model's errors grow through a long sequence.
+        drift_deg: a bend that grows along each run: frame k of a call sees the world turned by ``k * drift_deg``
+            about the first camera's vertical axis, as a model's errors grow through a long sequence.
         seed: noise seed (each call draws its own noise).
     """
 
@@ -102,12 +102,13 @@ class Oracle:
         rot = ext[:, :3, :3] @ rot0.T
         trans = scale * (ext[:, :3, 3] - rot @ t0)
         depth = float(self.sample["depths"][frames[0]].median()) * scale
-        for k in range(len(frames)):
+        for k in range(1, len(frames)):  # the first camera is the run's world frame
             noise = Rotation.from_rotvec(np.radians(rotation_deg) * self.rng.normal(size=3)).as_matrix()
+            # Drift: frame k sees the world turned by k * drift_deg about the first camera's vertical axis, so
+            # its camera centre moves on an arc (its depth is unchanged).
             drift = Rotation.from_rotvec([0.0, np.radians(drift_deg) * k, 0.0]).as_matrix()
-            if k > 0:  # the first camera is the run's world frame
-                rot[k] = drift @ noise @ rot[k]
-                trans[k] = drift @ noise @ trans[k] + translation * depth * self.rng.normal(size=3)
+            rot[k] = noise @ rot[k] @ drift.T
+            trans[k] = noise @ trans[k] + translation * depth * self.rng.normal(size=3)
         return np.concatenate([rot, trans[..., None]], axis=-1)
 
     def _depth(self, frames: list[int], scale: float) -> tuple[torch.Tensor, torch.Tensor]:

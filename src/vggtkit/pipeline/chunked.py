@@ -323,8 +323,8 @@ class _ChunkedRun:
         pose_enc = extri_intri_to_pose_encoding(
             torch.from_numpy(extrinsic), torch.from_numpy(pred.intrinsic), self.hw
         ).numpy()
-        return ChunkPrediction(
-            pred.frames, pose_enc, extrinsic, pred.intrinsic, depth[:, :0, :0], pred.depth_conf[:, :0, :0]
+        return _cameras_only(
+            ChunkPrediction(pred.frames, pose_enc, extrinsic, pred.intrinsic, depth, pred.depth_conf)
         )
 
     def _reconstruction(self, cameras: list[ChunkPrediction]) -> Reconstruction:

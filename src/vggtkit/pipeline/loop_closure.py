@@ -22,12 +22,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
-import cv2
 import numpy as np
-from scipy.optimize import least_squares
-from scipy.sparse import lil_matrix
-from scipy.spatial.transform import Rotation
 
 from vggtkit.pipeline.sim3 import Sim3
 
@@ -55,6 +52,8 @@ def frame_descriptor(image: np.ndarray) -> np.ndarray:
         (192,) float32 of unit length (or zeros for a uniform image); the dot product of two descriptors is
         their similarity (1: identical up to brightness and contrast).
     """
+    import cv2
+
     rgb = np.asarray(image, dtype=np.float32)
     grey = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
     thumbnail = cv2.resize(grey, DESCRIPTOR_SIZE, interpolation=cv2.INTER_AREA).ravel()
@@ -154,6 +153,8 @@ class _Sims:
     @classmethod
     def exp(cls, coords: np.ndarray) -> _Sims:
         """From (n, 7) coordinates ``[rotation vector, translation, log scale]``."""
+        from scipy.spatial.transform import Rotation
+
         return cls(np.exp(coords[:, 6]), Rotation.from_rotvec(coords[:, :3]).as_matrix(), coords[:, 3:6])
 
     def __getitem__(self, index: np.ndarray) -> _Sims:
@@ -175,6 +176,8 @@ class _Sims:
 
     def log(self) -> np.ndarray:
         """(n, 7) coordinates ``[rotation vector, translation, log scale]``."""
+        from scipy.spatial.transform import Rotation
+
         rotvec = Rotation.from_matrix(self.rotation).as_rotvec()
         return np.concatenate([rotvec, self.translation, np.log(self.scale)[:, None]], axis=1)
 
@@ -206,7 +209,10 @@ class _PoseGraph:
         return coords.ravel()
 
 
-def _jacobian_sparsity(num_chunks: int, edges: list[PoseEdge]) -> lil_matrix:
+def _jacobian_sparsity(num_chunks: int, edges: list[PoseEdge]) -> Any:
+    """Which residuals (7 per edge) depend on which parameters (7 per chunk but the first): a sparse matrix."""
+    from scipy.sparse import lil_matrix
+
     pattern = lil_matrix((7 * len(edges), 7 * (num_chunks - 1)), dtype=np.int8)
     for row, edge in enumerate(edges):
         for node in (edge.i, edge.j):
@@ -226,6 +232,8 @@ def optimize_pose_graph(initial: list[Sim3], edges: list[PoseEdge]) -> list[Sim3
     Returns:
         The optimised transforms, one per chunk.
     """
+    from scipy.optimize import least_squares
+
     if len(initial) < 2 or not edges:
         return list(initial)
 

@@ -113,7 +113,8 @@ def reconstruct(
         )
     else:
         rec = _one_pass(net, feed, opts, inference, timings, progress)
-    rec.timings.update(timings)
+    for stage, seconds in timings.items():  # chunked runs also time loading images inside the chunks
+        rec.timings[stage] = rec.timings.get(stage, 0.0) + seconds
     return rec
 
 

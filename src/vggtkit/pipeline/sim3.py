@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 __all__ = ["Sim3"]
 
@@ -79,12 +78,16 @@ class Sim3:
 
     def log(self) -> np.ndarray:
         """(7,) coordinates ``[rotation vector, translation, log scale]`` (the pose graph's parameters)."""
+        from scipy.spatial.transform import Rotation
+
         rotvec = Rotation.from_matrix(self.rotation).as_rotvec()
         return np.concatenate([rotvec, self.translation, [np.log(self.scale)]])
 
     @classmethod
     def exp(cls, vector: np.ndarray) -> Sim3:
         """The transform with coordinates ``[rotation vector (3), translation (3), log scale]``."""
+        from scipy.spatial.transform import Rotation
+
         vector = np.asarray(vector, dtype=np.float64)
         return cls(np.exp(vector[6]), Rotation.from_rotvec(vector[:3]).as_matrix(), vector[3:6])
 
