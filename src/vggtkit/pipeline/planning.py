@@ -171,6 +171,26 @@ def _auto_plan(
     return RunPlan(chunk_size, overlap, spans, budget - _pipeline_bytes(chunk_size + overlap, hw), reason)
 
 
+def _checked_budget(
+    model: torch.nn.Module,
+    num_frames: int,
+    hw: tuple[int, int],
+    dtype: torch.dtype,
+    frames: int,
+    held: int,
+    budget: int,
+) -> int:
+    """The forward pass's share of ``budget`` for ``frames`` frames; a ValueError with a chunk size that fits when
+    they do not."""
+    if _estimate(model, frames, hw, dtype, budget, held) is None:
+        fitting = _largest_fitting_chunk(model, num_frames, hw, dtype, budget)
+        advice = f"chunk_size={fitting[0]}" if fitting else "a smaller resolution or dtype='bfloat16'"
+        raise ValueError(
+            f"chunks of {frames} frames of {hw[1]}x{hw[0]} do not fit in {_budget_text(budget)}; use {advice}"
+        )
+    return budget - held
+
+
 def _given_plan(
     model: torch.nn.Module,
     num_frames: int,
@@ -182,20 +202,20 @@ def _given_plan(
 ) -> RunPlan:
     if chunk_size >= num_frames:
         held = _pipeline_bytes(num_frames, hw)
-        reason = f"chunk_size={chunk_size} covers all {num_frames} frames: one pass"
-        return RunPlan.one_pass(num_frames, None if budget is None else max(budget - held, 1), reason)
+        model_budget = (
+            None
+            if budget is None
+            else _checked_budget(model, num_frames, hw, dtype, num_frames, held, budget)
+        )
+        return RunPlan.one_pass(
+            num_frames, model_budget, f"chunk_size={chunk_size} covers all {num_frames} frames: one pass"
+        )
     overlap = default_overlap(chunk_size) if overlap is None else overlap
     spans = chunk_spans(num_frames, chunk_size, overlap)
     model_budget = None
     if budget is not None:
         held = _pipeline_bytes(chunk_size + overlap, hw)
-        if _estimate(model, chunk_size, hw, dtype, budget, held) is None:
-            fitting = _largest_fitting_chunk(model, num_frames, hw, dtype, budget)
-            advice = f"chunk_size={fitting[0]}" if fitting else "a smaller resolution or dtype='bfloat16'"
-            raise ValueError(
-                f"chunks of {chunk_size} frames of {hw[1]}x{hw[0]} do not fit in {_budget_text(budget)}; use {advice}"
-            )
-        model_budget = budget - held
+        model_budget = _checked_budget(model, num_frames, hw, dtype, chunk_size, held, budget)
     reason = (
         f"running {len(spans)} chunks of {chunk_size} frames overlapping by {overlap} ({num_frames} frames)"
     )
