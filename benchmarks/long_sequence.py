@@ -59,9 +59,16 @@ def _mapped_bytes(rec) -> int:
 
 
 def _video_run(
-    frames: int, video_fps: float, fps: float, chunk_size: int, overlap: int, threads: int
+    frames: int,
+    video_fps: float,
+    fps: float,
+    chunk_size: int | None,
+    overlap: int | None,
+    threads: int,
+    device: str = "cpu",
 ) -> dict:
-    """One process: write the video, then reconstruct it in chunks and measure the peak RSS of that call."""
+    """One process: write the video, then reconstruct it (in chunks, or in one pass when ``chunk_size`` is None)
+    and measure the peak memory of that call (RSS; on CUDA the allocator's peak)."""
     import torch
 
     from vggtkit import VGGT, reconstruct
@@ -73,11 +80,11 @@ def _video_run(
         video = write_video(Path(tmp) / "video.mp4", frames, video_fps)
         model = VGGT.from_pretrained(MODEL)
         start = time.perf_counter()
-        with PeakMemory("cpu") as meter:
+        with PeakMemory(device) as meter:
             rec = reconstruct(
                 video,
                 model,
-                device="cpu",
+                device=device,
                 sampling=FrameSampling(fps=fps),
                 chunk_size=chunk_size,
                 overlap=overlap,
@@ -125,6 +132,7 @@ def memory(args: argparse.Namespace) -> None:
             chunk_size=size,
             overlap=overlap,
             threads=args.threads,
+            device=args.device,
         )
         for size, overlap in runs
         for n in args.frames
@@ -148,7 +156,8 @@ def long_video(args: argparse.Namespace) -> None:
                 chunk_size=args.chunk_size,
                 overlap=args.overlap,
                 threads=args.threads,
-            )  # fmt: skip
+                device=args.device,
+            )
         ]
     )
 
@@ -249,6 +258,9 @@ def main() -> int:
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)  # child process mode: JSON arguments
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: a shared machine)")
+    parser.add_argument(
+        "--device", default="cpu", help="device of the video runs (cuda: the allocator's peak instead of RSS)"
+    )
     sections = parser.add_subparsers(dest="section")
     mem = sections.add_parser("memory", help="peak RSS of chunked runs over videos of growing length")
     mem.add_argument("--frames", nargs="+", type=int, default=[30, 300])
