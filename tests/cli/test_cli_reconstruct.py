@@ -355,3 +355,16 @@ def test_long_sequence_mistakes(video, checkpoint, tmp_path, capsys, flags: list
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and "Traceback" not in err
     assert re.search(message, lines[-1]) and lines[-1].startswith("vggtkit reconstruct: error: "), lines[-1]
+
+
+def test_work_dir_that_is_a_file(video, checkpoint, tmp_path, capsys) -> None:
+    busy = tmp_path / "busy"
+    busy.write_text("not a folder")
+    code = main(
+        _video_args(video, checkpoint, tmp_path / "out", "--chunk-size", "8", "--work-dir", str(busy))
+    )
+    _, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"vggtkit reconstruct: error: cannot keep frames in --work-dir {busy} (File exists); give a writable folder"
+    )

@@ -22,6 +22,7 @@ closure and the final transform then use the refined cameras and depths.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -76,7 +77,7 @@ class ChunkedOptions:
     loop_closure: bool = False
     reference: int = 0
     mode: str = "crop"
-    work_dir: str | None = None
+    work_dir: str | os.PathLike[str] | None = None
 
 
 @dataclass

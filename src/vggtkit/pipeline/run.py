@@ -174,14 +174,15 @@ def _with_overrides(options: ReconstructOptions | None, overrides: dict[str, Any
 
 @contextlib.contextmanager
 def _stage(name: str, timings: dict[str, float], progress: Progress | None = None) -> Iterator[None]:
-    """Time a stage into ``timings[name with underscores]``; report its start and end to ``progress``."""
+    """Add a stage's time to ``timings[name with underscores]``; report its start and end to ``progress``."""
     start = time.perf_counter()
     if progress is not None:
         progress(name, 0, 1)
     yield
     if progress is not None:
         progress(name, 1, 1)
-    timings[name.replace(" ", "_")] = time.perf_counter() - start
+    key = name.replace(" ", "_")
+    timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
 
 
 # ----------------------------------------------------------------------------------------------- model

@@ -92,9 +92,14 @@ class FrameStore:
     """
 
     def __init__(self, work_dir: str | os.PathLike[str] | None = None) -> None:
-        if work_dir is not None:
-            Path(work_dir).mkdir(parents=True, exist_ok=True)
-        self.folder = Path(tempfile.mkdtemp(prefix="vggtkit-frames-", dir=work_dir))
+        try:
+            if work_dir is not None:
+                Path(work_dir).mkdir(parents=True, exist_ok=True)
+            self.folder = Path(tempfile.mkdtemp(prefix="vggtkit-frames-", dir=work_dir))
+        except OSError as exc:
+            raise ValueError(
+                f"cannot keep frames in work_dir='{work_dir}' ({exc.strerror or exc}); give a writable folder"
+            ) from exc
         self._files: dict[str, _RecordFile] = {}
         self._source = open(self.folder / "source_frames.bin", "w+b")  # noqa: SIM115 (handed to StoredFrames)
         self._source_entries: list[tuple[int, tuple[int, ...]]] = []
