@@ -17,6 +17,9 @@ from vggtkit import VGGT, Reconstruction, reconstruct, tiny_config
 from vggtkit.pipeline import OFFICIAL_KEYS, FrameSampling, InsufficientMemoryError, ReconstructOptions
 
 RES = 56
+pytestmark = pytest.mark.usefixtures(
+    "one_thread"
+)  # tiny models: one thread is far faster on a busy 2-core machine
 
 
 def _marker_image(path: Path, w: int, h: int, x: int, y: int) -> Path:
