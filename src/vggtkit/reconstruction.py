@@ -31,6 +31,8 @@ __all__ = ["NPZ_FORMAT_VERSION", "OFFICIAL_KEYS", "PointBranch", "Reconstruction
 
 logger = logging.getLogger(__name__)
 
+_ZIP_MAGIC = b"PK\x03\x04"  # an npz is a zip archive
+
 OFFICIAL_KEYS = (
     "pose_enc",
     "depth",
@@ -265,10 +267,13 @@ class Reconstruction:
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"predictions file not found: '{path}'")
+        with open(path, "rb") as fh:
+            if fh.read(4) != _ZIP_MAGIC:
+                raise ValueError(f"'{path}' is not an npz file; give the predictions.npz of a reconstruction")
         try:
             npz = np.load(path, allow_pickle=False)
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-            raise ValueError(f"cannot read '{path}' as an npz file: {exc}") from exc
+            raise ValueError(f"'{path}' is damaged ({exc}); write it again") from exc
         with npz:
             keys = set(npz.files)
             required = {"pose_enc", "depth", "depth_conf", "images", "extrinsic", "intrinsic"}
@@ -331,4 +336,4 @@ def _read_arrays(npz: np.lib.npyio.NpzFile, path: Path) -> dict[str, np.ndarray]
     except ValueError as exc:  # an object array other than pose_enc_list
         raise ValueError(f"'{path}' holds pickled objects; refusing to load them ({exc})") from exc
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise ValueError(f"'{path}' is truncated or corrupt: {exc}") from exc
+        raise ValueError(f"'{path}' is damaged ({exc}); write it again") from exc

@@ -368,3 +368,22 @@ def test_work_dir_that_is_a_file(video, checkpoint, tmp_path, capsys) -> None:
     assert err.strip().splitlines()[-1] == (
         f"vggtkit reconstruct: error: cannot keep frames in --work-dir {busy} (File exists); give a writable folder"
     )
+
+
+def test_view_flag_opens_the_viewer_on_the_result(tmp_path, monkeypatch, capsys):
+    import vggtkit.cli.view as view
+
+    calls = []
+    monkeypatch.setattr(
+        view, "view_reconstruction", lambda rec, out, opts: calls.append((rec, out, opts)) or 0
+    )
+    image = tmp_path / "photos"
+    image.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(image / f"{i}.png")
+    code = main(["reconstruct", str(image), "-o", str(tmp_path / "out"), "--checkpoint", "tiny-synthetic",
+                 "--device", "cpu", "--export", "npz", "--view"])  # fmt: skip
+    assert code == 0 and len(calls) == 1
+    rec, out, opts = calls[0]
+    assert Path(out) == tmp_path / "out" and len(rec.names) == 2 and opts.conf_threshold is not None

@@ -57,6 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"Hugging Face repo id, looked up in the local cache (default: {DEFAULT_CHECKPOINT})",
     )
     add_device_options(parser)
+    parser.add_argument(
+        "--view",
+        action="store_true",
+        help="open the result in the interactive viewer after the run (as `vggtkit view OUT`; Ctrl+C stops it)",
+    )
     group = parser.add_argument_group("inputs")
     group.add_argument(
         "--mode",
@@ -192,6 +197,10 @@ def run(args: argparse.Namespace) -> int:
     print(_summary(rec, options.device, total, export_time, memory))
     print(f"output: {out_dir}")
     print_exports(results, out_dir)
+    if args.view:
+        from vggtkit.cli.view import view_reconstruction
+
+        return view_reconstruction(rec, out_dir, export_options)
     return 0
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vggtkit.export.points import PointSet, point_mask
-from vggtkit.pipeline.reconstruction import Reconstruction
+from vggtkit.reconstruction import Reconstruction
 from vggtkit.viewer.settings import PREDICTED, ViewSettings
 from vggtkit.viewer.source import SceneSource
 

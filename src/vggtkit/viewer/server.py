@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from vggtkit.pipeline.reconstruction import Reconstruction
+from vggtkit.reconstruction import Reconstruction
 from vggtkit.viewer.controls import Controls, SceneFacts
 from vggtkit.viewer.scene import Frustum, SceneBuilder, SceneContents, SkyMasks, frame_images
 from vggtkit.viewer.settings import (

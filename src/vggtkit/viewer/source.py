@@ -12,13 +12,11 @@ import dataclasses
 import logging
 import os
 import threading
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 
-from vggtkit.pipeline.reconstruction import Reconstruction
+from vggtkit.reconstruction import Reconstruction
 from vggtkit.viewer.settings import PREDICTED, REFINED
 
 __all__ = ["PREDICTIONS_NAME", "VARIANT_FILES", "SceneSource", "load_predictions"]
@@ -28,9 +26,6 @@ logger = logging.getLogger(__name__)
 PREDICTIONS_NAME = "predictions.npz"
 VARIANT_FILES: dict[str, str] = {PREDICTED: PREDICTIONS_NAME, REFINED: "predictions_refined.npz"}
 """Camera set name -> file name in the reconstruction's folder."""
-
-
-_ZIP_MAGIC = b"PK\x03\x04"  # an npz is a zip archive
 
 
 class _ReadOnlyReconstruction(Reconstruction):
@@ -56,20 +51,12 @@ def _read_only(rec: Reconstruction) -> Reconstruction:
 
 
 def load_predictions(path: str | os.PathLike[str]) -> Reconstruction:
-    """Read a predictions npz, turning every way a damaged file fails into a ValueError that names the file.
+    """Read a predictions npz (see :meth:`Reconstruction.load_npz`).
 
     Raises:
         ValueError: missing file, not an npz (zip) archive, truncated or corrupt archive, missing arrays.
     """
-    path = Path(path)
-    if path.is_file():
-        with open(path, "rb") as fh:
-            if fh.read(4) != _ZIP_MAGIC:
-                raise ValueError(f"'{path}' is not an npz file; pass the predictions.npz of a run")
-    try:
-        return Reconstruction.load_npz(path)
-    except (zipfile.BadZipFile, zlib.error, EOFError, KeyError) as exc:
-        raise ValueError(f"'{path}' is damaged ({exc}); write it again with vggtkit reconstruct") from exc
+    return Reconstruction.load_npz(Path(path))
 
 
 def _resolve(path: str | os.PathLike[str]) -> Path:
