@@ -38,6 +38,20 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+def family_of_config(config: Any) -> Family:
+    """The family whose configuration class ``config`` is an instance of.
+
+    Raises:
+        ValueError: a configuration of no known family.
+    """
+    for family in FAMILIES.values():
+        if isinstance(config, family.config_class):
+            return family
+    raise ValueError(
+        f"{type(config).__name__} is not the configuration of a known model family ({', '.join(FAMILIES)})"
+    )
+
+
 def detect_family(keys: Mapping[str, Any] | list[str]) -> Family:
     """The family whose signature keys a state dict holds.
 
