@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from vggtkit.models.omega import VGGTOmegaConfig, omega_preset_config
+from vggtkit.models.omega.config import HEAD_MLP_RATIO
 from vggtkit.models.registry import family_of_config
 from vggtkit.models.vggt import VGGTConfig
 from vggtkit.models.vggt.config import preset_config
@@ -211,7 +212,7 @@ def _omega_flops(c: VGGTOmegaConfig, B: int, S: int, H: int, W: int) -> dict[str
     out["aggregator"] = c.depth * _block_flops(n * P, P, C, c.mlp_ratio) + sum(inter)
     d = 2 * C
     if c.enable_camera:
-        out["camera_head"] = c.camera_trunk_depth * _block_flops(n * psi, S * psi, d, c.mlp_ratio)
+        out["camera_head"] = c.camera_trunk_depth * _block_flops(n * psi, S * psi, d, HEAD_MLP_RATIO)
         out["camera_head"] += 2 * n * (d * (d // 2) + (d // 2) * 9)
     if c.enable_depth:
         r2 = (p // 4) ** 2
@@ -219,6 +220,6 @@ def _omega_flops(c: VGGTOmegaConfig, B: int, S: int, H: int, W: int) -> dict[str
         out["depth_head"] = n * (fusion + 2 * _conv(4 * gh, 4 * gw, c.dense_features, r2, 1))
     if c.enable_alignment:
         seq = 1 + S * psi
-        out["text_head"] = c.text_readout_depth * _block_flops(B * seq, seq, d, c.mlp_ratio)
+        out["text_head"] = c.text_readout_depth * _block_flops(B * seq, seq, d, HEAD_MLP_RATIO)
         out["text_head"] += 2 * B * (d * (d // 2) + (d // 2) * d)
     return out

@@ -114,3 +114,12 @@ def test_unknown_fields_and_other_fixed_settings_are_refused():
 def test_dense_layers_need_no_caching_without_the_dense_head():
     config = VGGTOmegaConfig(enable_depth=False, cached_layer_indices=[23])
     assert config.head_layers == (23,)
+
+
+def test_head_blocks_keep_the_mlp_ratio_of_4():
+    """``mlp_ratio`` is the aggregator's; the official heads hard-code 4."""
+    model = VGGTOmega(omega_preset_config("tiny", mlp_ratio=2.0))
+    C = model.config.embed_dim
+    assert model.aggregator.frame_blocks[0].mlp.fc1.out_features == 2 * C
+    assert model.camera_head.trunk[0].mlp.fc1.out_features == 4 * 2 * C
+    assert model.text_alignment_head.readout_blocks[0].mlp.fc1.out_features == 4 * 2 * C

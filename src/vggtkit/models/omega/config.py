@@ -21,6 +21,7 @@ FIXED: dict[str, Any] = {
 ROPE_BASE = FIXED["rope_base"]
 NORM_EPS = FIXED["block_norm_eps"]  # every LayerNorm of the model, DINOv3's included
 LAYERSCALE_INIT = 1e-5
+HEAD_MLP_RATIO = 4.0  # the camera and text heads' blocks (hard-coded; mlp_ratio is the aggregator's)
 PREPROCESS_MODES = ("balanced", "max_size")
 
 _SEQUENCE_FIELDS = (
@@ -43,7 +44,8 @@ class VGGTOmegaConfig:
         embed_dim: token width C of the patch embedder and the aggregator blocks.
         depth: number of frame blocks (= inter-frame blocks = aggregator layers).
         num_heads: attention heads of the frame and inter-frame blocks.
-        mlp_ratio: MLP hidden width of the aggregator and head blocks, as a multiple of their width.
+        mlp_ratio: MLP hidden width of the aggregator blocks, as a multiple of their width (the heads' blocks use
+            4, as the official heads hard-code it).
         num_register_tokens: register tokens per frame (R); each frame's tokens are [camera, R registers, patches].
         register_attention_block_indices: inter-frame blocks that attend over the camera and register tokens of
             all frames only (patch tokens skip them); the others attend over all tokens of all frames.

@@ -14,7 +14,7 @@ from vggtkit.layers.attention import MaskedBiasLinear
 from vggtkit.layers.dpt import DenseRun
 from vggtkit.models.common import FamilyModel, check_images, progress_counter
 from vggtkit.models.omega.aggregator import Aggregator
-from vggtkit.models.omega.config import VGGTOmegaConfig
+from vggtkit.models.omega.config import HEAD_MLP_RATIO, VGGTOmegaConfig
 from vggtkit.models.omega.heads import CameraHead, DenseHead, TextAlignmentHead
 from vggtkit.weights import Checkpoint
 
@@ -49,7 +49,7 @@ class VGGTOmega(FamilyModel):
         dim_in = 2 * c.embed_dim
         self.aggregator = Aggregator(c)
         self.camera_head = (
-            CameraHead(dim_in, c.camera_trunk_depth, c.camera_num_heads, c.mlp_ratio)
+            CameraHead(dim_in, c.camera_trunk_depth, c.camera_num_heads, HEAD_MLP_RATIO)
             if c.enable_camera
             else None
         )
@@ -59,7 +59,7 @@ class VGGTOmega(FamilyModel):
             else None
         )
         self.text_alignment_head = (
-            TextAlignmentHead(dim_in, c.text_readout_depth, c.text_num_heads, c.mlp_ratio)
+            TextAlignmentHead(dim_in, c.text_readout_depth, c.text_num_heads, HEAD_MLP_RATIO)
             if c.enable_alignment
             else None
         )
