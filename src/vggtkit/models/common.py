@@ -4,8 +4,9 @@ by a plan, the layer store that keeps only what the heads read, progress ticks, 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -45,6 +46,23 @@ def fill_special_tokens_(tokens: Tensor, camera_token: Tensor, register_token: T
     tokens[:, 1:, 0] = camera_token[0, 1, 0]
     tokens[:, 0, 1 : 1 + R] = register_token[0, 0]
     tokens[:, 1:, 1 : 1 + R] = register_token[0, 1]
+
+
+@contextlib.contextmanager
+def float32_arithmetic(device: torch.device, plan: ExecutionPlan) -> Iterator[None]:
+    """Inside, a float32 plan computes in float32 on CUDA: TF32 (PyTorch's default for convolutions, and an option
+    for matrix products) is off for the call and restored after. Reduced-precision plans keep PyTorch's settings,
+    as the official code's float32 heads do under its autocast."""
+    if device.type != "cuda" or plan.dtype != torch.float32:
+        yield
+        return
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = (cudnn.allow_tf32, matmul.allow_tf32)
+    cudnn.allow_tf32 = matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = saved
 
 
 def run_block(

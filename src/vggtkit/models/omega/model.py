@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from vggtkit.inference import ExecutionPlan, InferenceOptions, ModelDims
 from vggtkit.layers.attention import MaskedBiasLinear
 from vggtkit.layers.dpt import DenseRun
-from vggtkit.models.common import FamilyModel, check_images, progress_counter
+from vggtkit.models.common import FamilyModel, check_images, float32_arithmetic, progress_counter
 from vggtkit.models.omega.aggregator import Aggregator
 from vggtkit.models.omega.config import HEAD_MLP_RATIO, VGGTOmegaConfig
 from vggtkit.models.omega.heads import CameraHead, DenseHead, TextAlignmentHead
@@ -93,7 +93,7 @@ class VGGTOmega(FamilyModel):
         heads = (self.camera_head, self.dense_head, self.text_alignment_head)
         tick = progress_counter(1 + 2 * self.config.depth + sum(h is not None for h in heads), progress)
         # Precision is the plan's: an ambient autocast would run the heads in reduced precision.
-        with torch.autocast(images.device.type, enabled=False):
+        with torch.autocast(images.device.type, enabled=False), float32_arithmetic(images.device, plan):
             tokens, patch_token_start = self.aggregator(images, plan, tick)
             predictions = {"camera_and_register_tokens": tokens[-1][:, :, :patch_token_start].contiguous()}
             predictions.update(self._run_heads(tokens, images, patch_token_start, plan, tick))

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from vggtkit.inference import ExecutionPlan, InferenceOptions, ModelDims
 from vggtkit.layers.dpt import DenseRun
-from vggtkit.models.common import FamilyModel, check_images, progress_counter
+from vggtkit.models.common import FamilyModel, check_images, float32_arithmetic, progress_counter
 from vggtkit.models.vggt.aggregator import Aggregator
 from vggtkit.models.vggt.config import VGGTConfig
 from vggtkit.models.vggt.heads import CameraHead, DPTHead, TrackHead
@@ -25,24 +25,28 @@ def _check_inputs(
 ) -> tuple[Tensor, Tensor | None]:
     """Validate and batch the public inputs. Returns images (B, S, 3, H, W) and queries (B, N, 2) or None."""
     images = check_images(images, patch_size, whole_patches=True)
-    if query_points is not None:
-        if not isinstance(query_points, Tensor):
-            raise ValueError(f"query_points must be a torch.Tensor, got {type(query_points).__name__}")
-        if query_points.ndim == 2:
-            query_points = query_points.unsqueeze(0)
-        if query_points.ndim != 3 or query_points.shape[-1] != 2:
-            raise ValueError(
-                f"query_points must have shape (N, 2) or (B, N, 2) as pixel (x, y) in frame 0, "
-                f"got {tuple(query_points.shape)}"
-            )
-        if query_points.shape[0] != images.shape[0]:
-            raise ValueError(
-                f"query_points batch {query_points.shape[0]} does not match the image batch {images.shape[0]}"
-            )
-        if query_points.shape[1] == 0:
-            raise ValueError("query_points is empty; pass at least one (x, y) point or None")
-        query_points = query_points.to(device=images.device, dtype=torch.float32)
-    return images, query_points
+    if query_points is None:
+        return images, None
+    return images, _check_queries(query_points, images)
+
+
+def _check_queries(query_points: Tensor, images: Tensor) -> Tensor:
+    if not isinstance(query_points, Tensor):
+        raise ValueError(f"query_points must be a torch.Tensor, got {type(query_points).__name__}")
+    if query_points.ndim == 2:
+        query_points = query_points.unsqueeze(0)
+    if query_points.ndim != 3 or query_points.shape[-1] != 2:
+        raise ValueError(
+            f"query_points must have shape (N, 2) or (B, N, 2) as pixel (x, y) in frame 0, "
+            f"got {tuple(query_points.shape)}"
+        )
+    if query_points.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"query_points batch {query_points.shape[0]} does not match the image batch {images.shape[0]}"
+        )
+    if query_points.shape[1] == 0:
+        raise ValueError("query_points is empty; pass at least one (x, y) point or None")
+    return query_points.to(device=images.device, dtype=torch.float32)
 
 
 class VGGT(FamilyModel):
@@ -126,7 +130,7 @@ class VGGT(FamilyModel):
         logger.debug("execution plan: %s", plan)
         tick = self._progress_counter(query_points is not None, progress)
         # Precision is the plan's: an ambient autocast would run the heads in reduced precision.
-        with torch.autocast(images.device.type, enabled=False):
+        with torch.autocast(images.device.type, enabled=False), float32_arithmetic(images.device, plan):
             tokens, patch_start_idx = self.aggregator(images, plan, tick)
             predictions = self._run_heads(tokens, images, patch_start_idx, query_points, plan, tick)
         if return_all_layers:
