@@ -123,3 +123,24 @@ def test_a_vggt_config_json_beside_omega_weights_is_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"img_size": 518}))
     with pytest.raises(CheckpointError, match="unknown VGGTOmegaConfig field"):
         vggtkit.from_pretrained(tmp_path)
+
+
+def test_one_weights_file_of_a_hub_repo(tmp_path, state, omega_model, monkeypatch):
+    """facebook/VGGT-Omega holds several .pt files: ``owner/repo/file.pt`` picks one (here from the cache)."""
+    repo = tmp_path / "models--facebook--VGGT-Omega"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    torch.save(state, snapshot / "vggt_omega_tiny.pt")
+    torch.save({}, snapshot / "another.pt")
+    config = VGGTOmegaConfig(**omega_model_fields())
+    model = vggtkit.from_pretrained(
+        "facebook/VGGT-Omega/vggt_omega_tiny.pt", config=config, cache_dir=tmp_path
+    )
+    assert_same_model(model, omega_model)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(
+        CheckpointError, match=r"facebook/VGGT-Omega/vggt_omega_1b_512\.pt is not in the Hugging Face"
+    ):
+        vggtkit.from_pretrained("facebook/VGGT-Omega/vggt_omega_1b_512.pt", cache_dir=tmp_path)
