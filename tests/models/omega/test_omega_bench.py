@@ -85,3 +85,13 @@ def test_bench_command_runs_omega_and_checks_its_sizes(tmp_path, capsys):
         assert main(["bench", "--out", str(tmp_path), *args]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
+
+
+def test_omega_gpu_check_command_runs_quick_on_cpu(tmp_path, capsys):
+    from vggtkit.bench.omega_gpu_check import main as gpu_check
+
+    assert gpu_check(["--device", "cpu", "--quick", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "| lean plan float32 | 0 | 0 |" in printed  # bit-identical tokens and poses on the golden fixture
+    assert "| omega-tiny | 48x32 | 2 |" in printed and "| tiny | 42x28 | 2 |" in printed
+    assert (tmp_path / "gpu_check.md").is_file() and (tmp_path / "gpu_check.json").is_file()

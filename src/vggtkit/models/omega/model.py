@@ -28,8 +28,8 @@ class VGGTOmega(FamilyModel):
     register-only inter-frame blocks, a single-shot camera head and a dense depth head.
 
     ``forward(images)`` returns a dict with the official keys, in the official order:
-        camera_and_register_tokens (B, S, 1+R, 2C) (the last aggregator layer's first tokens, in the dtype the
-        layers are kept in), pose_enc (B, S, 9), depth (B, S, H', W', 1), depth_conf (B, S, H', W') with
+        camera_and_register_tokens (B, S, 1+R, 2C) (the last aggregator layer's camera and register tokens),
+        pose_enc (B, S, 9), depth (B, S, H', W', 1), depth_conf (B, S, H', W') with
         (H', W') = (H // p * p, W // p * p), with the text head text_alignment_embedding (B, 2C) (unit norm) and
         text_alignment_token (B, 2C), and images (B, S, 3, H, W) in eval mode. There is no point map and no track
         head: world points come from depth and cameras (:func:`vggtkit.geometry.unproject_depth_map_to_point_map`).
@@ -95,7 +95,8 @@ class VGGTOmega(FamilyModel):
         # Precision is the plan's: an ambient autocast would run the heads in reduced precision.
         with torch.autocast(images.device.type, enabled=False), float32_arithmetic(images.device, plan):
             tokens, patch_token_start = self.aggregator(images, plan, tick)
-            predictions = {"camera_and_register_tokens": tokens[-1][:, :, :patch_token_start].contiguous()}
+            special = tokens[-1][:, :, :patch_token_start]  # in the plan's store dtype
+            predictions = {"camera_and_register_tokens": special.contiguous().float()}
             predictions.update(self._run_heads(tokens, images, patch_token_start, plan, tick))
         if return_all_layers:
             predictions["aggregated_tokens_list"] = tokens
@@ -111,7 +112,7 @@ class VGGTOmega(FamilyModel):
         plan: ExecutionPlan,
         tick: Callable[[], None],
     ) -> dict[str, Tensor]:
-        """The heads on the kept aggregator layers; every output is float32."""
+        """The heads on the kept aggregator layers; every output is float32 (as every output of the model)."""
         predictions: dict[str, Tensor] = {}
         if self.camera_head is not None:
             predictions["pose_enc"] = self.camera_head(tokens[-1], patch_token_start, plan)
