@@ -123,3 +123,12 @@ def test_head_blocks_keep_the_mlp_ratio_of_4():
     assert model.aggregator.frame_blocks[0].mlp.fc1.out_features == 2 * C
     assert model.camera_head.trunk[0].mlp.fc1.out_features == 4 * 2 * C
     assert model.text_alignment_head.readout_blocks[0].mlp.fc1.out_features == 4 * 2 * C
+
+
+def test_no_storage_tokens_no_key():
+    """As DINOv3, the patch embedder has a ``storage_tokens`` parameter only when it has storage tokens."""
+    model = VGGTOmega(omega_preset_config("tiny", patch_embed_n_storage_tokens=0))
+    assert "aggregator.patch_embed.storage_tokens" not in model.state_dict()
+    with torch.no_grad():
+        out = model(torch.rand(1, 2, 3, 32, 32))
+    assert torch.isfinite(out["depth"]).all()

@@ -86,7 +86,10 @@ class DinoVisionTransformer(nn.Module):
         self.patch_size = patch_size
         self.n_storage_tokens = n_storage_tokens
         self.cls_token = normal_parameter(1, 1, embed_dim, std=0.02)
-        self.storage_tokens = normal_parameter(1, n_storage_tokens, embed_dim, std=0.02)
+        # As DINOv3: no parameter (and no key) without storage tokens.
+        self.storage_tokens = (
+            normal_parameter(1, n_storage_tokens, embed_dim, std=0.02) if n_storage_tokens else None
+        )
         # Used only for masked training; enters the cls token multiplied by zero, as in the official code.
         self.mask_token = nn.Parameter(torch.zeros(1, embed_dim))
         self.patch_embed = ConvPatchEmbed(patch_size, embed_dim)
@@ -125,7 +128,8 @@ class DinoVisionTransformer(nn.Module):
         tokens[:, prefix:] = patches
         del patches
         tokens[:, 0] = (self.cls_token + 0 * self.mask_token)[0, 0].float()
-        tokens[:, 1:prefix] = self.storage_tokens[0].float()
+        if self.storage_tokens is not None:
+            tokens[:, 1:prefix] = self.storage_tokens[0].float()
         for block in self.blocks:
             tokens = run_block(block, tokens, rope, plan)
         norm = self.norm
