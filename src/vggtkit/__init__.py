@@ -8,7 +8,7 @@ from vggtkit.models.vggt.model import VGGT
 from vggtkit.pipeline import Reconstruction, reconstruct
 from vggtkit.weights import CheckpointError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "VGGT",

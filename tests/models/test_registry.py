@@ -26,7 +26,7 @@ def test_unknown_and_mixed_key_sets_are_named(tmp_path, monkeypatch):
     save_file({"encoder.weight": torch.zeros(2)}, tmp_path / "foreign.safetensors")
     with pytest.raises(CheckpointError, match=r"not of a known model family.*encoder\.weight"):
         from_pretrained(tmp_path / "foreign.safetensors")
-    other = Family("other", object, object, "aggregator.other_blocks.")
+    other = Family("other", object, object, "aggregator.other_blocks.", "Other", ())
     monkeypatch.setitem(FAMILIES, "other", other)
     with pytest.raises(CheckpointError, match="mixes the keys"):
         detect_family(["aggregator.global_blocks.0.x", "aggregator.other_blocks.0.y"])

@@ -108,21 +108,26 @@ def _worst(ours: torch.Tensor, ref: np.ndarray) -> float:
     return float((diff / (1 + np.abs(ref))).max())
 
 
-def golden_errors(check: Check) -> None:
-    """Worst golden error per output on the device, per precision setting."""
-    model, g = _golden()
-    model = model.to(check.device)
-    images = torch.from_numpy(g["images"]).to(check.device)
-    queries = torch.from_numpy(g["query_points"]).to(check.device)
+def precision_settings(device: torch.device) -> list[tuple[str, Any, bool]]:
+    """(label, options, TF32 enabled globally) of each setting the golden fixture is checked under."""
     settings: list[tuple[str, Any, bool]] = [
         ("reference plan float32", ExecutionPlan.reference(), False),
         ("lean plan float32", InferenceOptions(), False),
         ("lean plan float32, TF32 enabled globally (the plan turns it off)", InferenceOptions(), True),
         ("lean plan bfloat16", InferenceOptions(dtype="bfloat16"), False),
     ]
-    if check.device.type == "cuda":
+    if device.type == "cuda":
         settings.append(("lean plan float16", InferenceOptions(dtype="float16"), False))
-    for label, options, tf32 in settings:
+    return settings
+
+
+def golden_errors(check: Check) -> None:
+    """Worst golden error per output on the device, per precision setting."""
+    model, g = _golden()
+    model = model.to(check.device)
+    images = torch.from_numpy(g["images"]).to(check.device)
+    queries = torch.from_numpy(g["query_points"]).to(check.device)
+    for label, options, tf32 in precision_settings(check.device):
         with _tf32(tf32), torch.no_grad():
             out = model(images, queries, options=options)
         errors = {key: _worst(out[key], g[key]) for key in DENSE}

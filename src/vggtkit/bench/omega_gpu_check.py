@@ -23,12 +23,11 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from vggtkit.bench.gpu_check import Check, _images, _tf32, _timed, _worst, markdown, save
+from vggtkit.bench.gpu_check import Check, _images, _tf32, _timed, _worst, markdown, precision_settings, save
 from vggtkit.bench.model import bench_config, random_model
 from vggtkit.bench.report import machine_info
 from vggtkit.inference import ExecutionPlan, InferenceOptions
@@ -59,15 +58,7 @@ def golden_errors(check: Check) -> None:
     model, g = _golden()
     model = model.to(check.device)
     images = torch.from_numpy(g["images"]).to(check.device)
-    settings: list[tuple[str, Any, bool]] = [
-        ("reference plan float32", ExecutionPlan.reference(), False),
-        ("lean plan float32", InferenceOptions(), False),
-        ("lean plan float32, TF32 enabled globally (the plan turns it off)", InferenceOptions(), True),
-        ("lean plan bfloat16", InferenceOptions(dtype="bfloat16"), False),
-    ]
-    if check.device.type == "cuda":
-        settings.append(("lean plan float16", InferenceOptions(dtype="float16"), False))
-    for label, options, tf32 in settings:
+    for label, options, tf32 in precision_settings(check.device):
         with _tf32(tf32), torch.no_grad():
             out = model(images, options=options)
         errors = {key: _worst(out[key], g[key]) for key in OUTPUTS}

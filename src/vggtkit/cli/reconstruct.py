@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "reconstruct",
         help="reconstruct cameras, depth and a 3-D scene from images or a video",
-        description="Run VGGT on images (files, folders, glob patterns) or videos and write the chosen exports "
+        description="Run a VGGT or VGGT-Omega model on images (files, folders, glob patterns) or videos and write the chosen exports "
         "into the output folder.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -228,6 +228,12 @@ def load_and_preprocess_images(
         preprocess_image(load_rgb_image(path, exif_transpose=exif_transpose), mode, target_size)
         for path in paths
     ]
+    return stack_padded(arrays)
+
+
+def stack_padded(arrays: Sequence[np.ndarray]) -> torch.Tensor:
+    """Stack (3, h, w) images into a (N, 3, H, W) tensor; if their shapes differ, a warning is logged and every
+    image is padded with white to the largest height and width, as the official loaders do."""
     shapes = sorted({a.shape[1:] for a in arrays})
     if len(shapes) > 1:
         logger.warning("images have different shapes %s; padding all with white to the largest", shapes)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vggtkit.io.images import PathLike, PreprocessLayout, load_rgb_image, original_from_model, pad_white
+from vggtkit.io.images import PathLike, PreprocessLayout, load_rgb_image, original_from_model, stack_padded
 
 __all__ = [
     "OMEGA_MODES",
@@ -176,10 +176,4 @@ def load_and_preprocess_omega_images(
         )
         for p in paths
     ]
-    shapes = sorted({a.shape[1:] for a in arrays})
-    if len(shapes) > 1:
-        logger.warning("images have different shapes %s; padding all with white to the largest", shapes)
-        max_h = max(h for h, _ in shapes)
-        max_w = max(w for _, w in shapes)
-        arrays = [pad_white(a, max_h, max_w) for a in arrays]
-    return torch.from_numpy(np.stack(arrays))
+    return stack_padded(arrays)
