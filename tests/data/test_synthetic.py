@@ -158,3 +158,25 @@ def test_heldout_set_is_shipped_and_disjoint_from_training_seeds():
     assert dataset[0]["seed"] == TRAIN_SEED_OFFSET
     with pytest.raises(IndexError):
         dataset[2]
+
+
+def test_a_saved_photo_bank_renders_the_same_scenes_without_scikit_image(tmp_path, monkeypatch):
+    from vggtkit.data import textures
+
+    pytest.importorskip("skimage")
+    config = SyntheticSceneConfig(
+        num_frames=2, image_size=(28, 28), supersample=1, num_tracks=0, photo_probability=1
+    )
+    reference = render_scene(config, seed=3)["images"]
+    path = textures.save_photo_bank(tmp_path / "bank.safetensors")
+    monkeypatch.setenv(textures.PHOTO_BANK_ENV, str(path))
+    textures.photo_bank.cache_clear()
+    try:
+        assert torch.equal(render_scene(config, seed=3)["images"], reference)
+        monkeypatch.setenv(textures.PHOTO_BANK_ENV, str(tmp_path / "missing.safetensors"))
+        textures.photo_bank.cache_clear()
+        with pytest.raises(ValueError, match="photo bank"):
+            render_scene(config, seed=3)
+    finally:
+        monkeypatch.delenv(textures.PHOTO_BANK_ENV)
+        textures.photo_bank.cache_clear()
