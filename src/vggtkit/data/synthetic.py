@@ -57,6 +57,8 @@ class SyntheticSceneConfig:
         elevation_deg: (min, max) camera elevation above the target, degrees.
         num_tracks: query points sampled in frame 0 for the point tracks (0 disables tracks).
         photo_probability: chance that a surface gets a photograph rather than a procedural texture.
+        pan_probability: chance that the camera pans from one position (a pure rotation through half the arc)
+            instead of orbiting the objects.
     """
 
     num_frames: int = 4
@@ -70,6 +72,7 @@ class SyntheticSceneConfig:
     elevation_deg: tuple[float, float] = (8.0, 40.0)
     num_tracks: int = 256
     photo_probability: float = 0.5
+    pan_probability: float = 0.0
 
     def __post_init__(self) -> None:
         for name in _RANGE_FIELDS:
@@ -89,8 +92,9 @@ class SyntheticSceneConfig:
             raise ValueError(f"fov_deg must lie in [1, 170), got {self.fov_deg}")
         if self.distance[0] <= 0:
             raise ValueError(f"distance must be positive, got {self.distance}")
-        if not 0.0 <= self.photo_probability <= 1.0:
-            raise ValueError(f"photo_probability must lie in [0, 1], got {self.photo_probability}")
+        for name in ("photo_probability", "pan_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -183,8 +187,30 @@ def look_at(position: Tensor, target: Tensor, roll: float = 0.0) -> Tensor:
     return torch.cat((rot, (-rot @ position)[:, None]), dim=1)
 
 
+def _rotate_z(vector: Tensor, angle: float) -> Tensor:
+    c, s = math.cos(angle), math.sin(angle)
+    return torch.stack((c * vector[0] - s * vector[1], s * vector[0] + c * vector[1], vector[2]))
+
+
+def _free_position(
+    gen: torch.Generator, scene: Scene, target: Tensor, az: float, el: float, dist: float
+) -> Tensor:
+    """A camera position near (azimuth, elevation, distance) from the target, inside the room and outside the
+    objects: the jitter is drawn again (up to 20 times) while the position lies inside an object."""
+    for _attempt in range(20):
+        a = az + float(_uniform(gen, -0.08, 0.08))
+        e = el + float(_uniform(gen, -0.05, 0.05))
+        d = dist + float(_uniform(gen, -0.15, 0.15))
+        offset = torch.tensor([math.cos(a) * math.cos(e), math.sin(a) * math.cos(e), math.sin(e)])
+        position = torch.maximum(torch.minimum(target + d * offset, scene.room_hi - 0.3), scene.room_lo + 0.3)
+        if not scene.contains(position, margin=0.15):
+            break
+    return position
+
+
 def sample_cameras(gen: torch.Generator, scene: Scene, config: SyntheticSceneConfig) -> tuple[Tensor, Tensor]:
-    """Cameras on a jittered arc around the object cluster.
+    """Cameras on a jittered arc around the object cluster, or (with ``pan_probability``) panning from the
+    first camera's position through half the arc.
 
     Returns:
         (S, 3, 4) ``cam_from_world`` and (S, 3, 3) intrinsics (principal point at (W/2, H/2), square pixels).
@@ -202,20 +228,18 @@ def sample_cameras(gen: torch.Generator, scene: Scene, config: SyntheticSceneCon
     elev1 = math.radians(float(_uniform(gen, *config.elevation_deg)))
     fov0 = math.radians(float(_uniform(gen, *config.fov_deg)))
     zooming = bool(torch.rand(1, generator=gen) < 0.3)
-    extrinsics, intrinsics = [], []
+    # Drawn only when pans are enabled, so orbit-only settings (the held-out set's) keep their scenes.
+    panning = config.pan_probability > 0 and bool(torch.rand(1, generator=gen) < config.pan_probability)
+    extrinsics, intrinsics, first = [], [], None
     for k in range(frames):
         s = k / max(frames - 1, 1)
-        for _attempt in range(20):
-            az = azimuth0 + arc * s + float(_uniform(gen, -0.08, 0.08))
-            el = elev0 + (elev1 - elev0) * s + float(_uniform(gen, -0.05, 0.05))
-            dist = dist0 + (dist1 - dist0) * s + float(_uniform(gen, -0.15, 0.15))
-            offset = torch.tensor([math.cos(az) * math.cos(el), math.sin(az) * math.cos(el), math.sin(el)])
-            position = target + dist * offset
-            position = torch.maximum(torch.minimum(position, scene.room_hi - 0.3), scene.room_lo + 0.3)
-            if not scene.contains(position, margin=0.15):
-                break
-            dist += 0.3
+        position = _free_position(
+            gen, scene, target, azimuth0 + arc * s, elev0 + (elev1 - elev0) * s, dist0 + (dist1 - dist0) * s
+        )
         aim = target + _uniform(gen, -0.25, 0.25, (3,))
+        first = position if first is None else first
+        if panning:
+            position, aim = first, first + _rotate_z(aim - first, arc * s / 2)
         roll = math.radians(float(_uniform(gen, -5.0, 5.0)))
         extrinsics.append(look_at(position, aim, roll))
         fov = fov0 * (float(_uniform(gen, 0.85, 1.15)) if zooming else 1.0)

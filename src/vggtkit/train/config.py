@@ -54,7 +54,8 @@ class DataSection:
     Attributes:
         source: "synthetic" (rendered scene pool) or "scene_folder" (``path`` holds scene folders).
         path: root of the scene folders (source scene_folder).
-        pool_size: number of synthetic scenes rendered once and cached; pool_frames: views per scene.
+        pool_size: number of synthetic scenes rendered once and cached; pool_frames: views per scene;
+            pan_probability: the share of those scenes whose camera pans in place instead of orbiting.
         image_size: (H, W) of the training images (multiples of the patch size).
         cache_dir: where the rendered pool is cached (None: memory only).
         batch_size: sequences per step and process; min_frames/max_frames: frames per sequence.
@@ -71,6 +72,7 @@ class DataSection:
     path: str | None = None
     pool_size: int = 600
     pool_frames: int = 8
+    pan_probability: float = 0.0
     image_size: tuple[int, int] = (112, 112)
     supersample: int = 1
     cache_dir: str | None = ".cache/vggtkit-pools"

@@ -18,6 +18,7 @@ import torch
 
 from vggtkit.data.batches import SceneSource, add_point_maps
 from vggtkit.data.synthetic import load_heldout_set, render_scene
+from vggtkit.data.tracks import make_tracks
 from vggtkit.eval.runner import MethodScores, model_method, normalized_ground_truth, score_scene
 from vggtkit.geometry import extri_intri_to_pose_encoding, standardize_quat
 
@@ -33,17 +34,27 @@ def heldout_probe_scenes(count: int, image_size: tuple[int, int]) -> list[dict[s
 
 
 def training_probe_scenes(
-    source: SceneSource, count: int, frames: int = PROBE_FRAMES
+    source: SceneSource, count: int, frames: int = PROBE_FRAMES, num_tracks: int = 64
 ) -> list[dict[str, Any]]:
     """The first ``count`` training scenes, un-augmented, each as ``frames`` views spread over its trajectory
-    (the first and last view included, as the held-out scenes span theirs)."""
+    (the first and last view included, as the held-out scenes span theirs), with ``num_tracks`` point tracks."""
     scenes = []
+    keys = ("images", "depths", "point_masks", "extrinsics", "intrinsics")
     for index in range(min(count, len(source))):
         scene = source.scene(index)
         total = scene["images"].shape[0]
         idx = torch.linspace(0, total - 1, min(frames, total)).round().long()
-        keys = ("images", "depths", "point_masks", "extrinsics", "intrinsics")
-        scenes.append(add_point_maps({k: scene[k][idx] for k in keys}))
+        sample = add_point_maps({k: scene[k][idx] for k in keys})
+        sample["tracks"], sample["track_vis_mask"] = make_tracks(
+            torch.Generator().manual_seed(index),
+            sample["world_points"],
+            sample["depths"],
+            sample["point_masks"],
+            sample["extrinsics"],
+            sample["intrinsics"],
+            num_tracks,
+        )
+        scenes.append(sample)
     return scenes
 
 

@@ -177,7 +177,11 @@ def build_source(config: TrainConfig, progress: bool = True) -> SceneSource:
     from vggtkit.data.synthetic import TRAIN_SEED_OFFSET, SyntheticSceneConfig
 
     scene_config = SyntheticSceneConfig(
-        num_frames=data.pool_frames, image_size=data.image_size, supersample=data.supersample, num_tracks=0
+        num_frames=data.pool_frames,
+        image_size=data.image_size,
+        supersample=data.supersample,
+        num_tracks=0,
+        pan_probability=data.pan_probability,
     )
     seeds = [TRAIN_SEED_OFFSET + i for i in range(data.pool_size)]
     bar = None
