@@ -13,9 +13,10 @@ budget into ``optim.max_steps`` (so the cosine schedule runs to its end), train 
 (``vggtkit.train.train``, the code ``vggtkit train`` runs) from ``configs/tiny-synthetic-gpu.json``, then score
 the final model, the same architecture untrained and identity poses + constant depth on the 24 held-out scenes
 (as ``vggtkit evaluate --baselines --untrained``). Everything the run produced that is worth keeping lands in
-$OUT: ``model/`` (config.json + model.safetensors), ``metrics.csv``, ``probe.csv``, ``train_config.json``,
-``evaluation.md``, ``evaluation.json``, ``timing.json`` and ``log.txt``. The scene pool and the optimiser
-state stay in a temporary folder. Without scikit-image the scenes' photographs come from ``--photo-bank``
+$OUT, in at most 8 files of at most 16 MiB: ``model/`` (config.json, aggregator.safetensors and
+heads.safetensors: ``benchmarks/ship_tiny_synthetic.py`` joins them), ``metrics.csv``, ``probe.csv``,
+``evaluation.json``, ``run.json`` (timings, machine, the training config with its step count) and ``log.txt``
+(which ends with the evaluation table). The scene pool and the optimiser state stay in a temporary folder. Without scikit-image the scenes' photographs come from ``--photo-bank``
 (written here with ``--save-photo-bank``; when that file exists it is used in any case, so both machines render
 the same scenes).
 """
@@ -46,6 +47,10 @@ from vggtkit.train.trainer import build_source, train
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "tiny-synthetic-gpu.json"
 PHOTO_BANK = ROOT / "runs" / "photo_bank.safetensors"
+SPLIT = {
+    "aggregator.safetensors": lambda key: key.startswith("aggregator."),
+    "heads.safetensors": lambda key: not key.startswith("aggregator."),
+}
 logger = logging.getLogger("gpu_train")
 
 
@@ -124,7 +129,7 @@ def _calibrate(config: TrainConfig, source, work: Path, steps: int) -> float:
     return _step_seconds(work / "calibration" / "metrics.csv")
 
 
-def _evaluate(checkpoint: Path, device: str, out: Path, count: int | None) -> str:
+def _evaluate(checkpoint: Path, device: str, count: int | None) -> dict:
     heldout = load_heldout_set()
     samples = [render_scene(heldout.config, seed) for seed in heldout.seeds[:count]]
     model = VGGT.from_pretrained(checkpoint)
@@ -133,13 +138,22 @@ def _evaluate(checkpoint: Path, device: str, out: Path, count: int | None) -> st
     methods = {
         "trained": model_method(model, device),
         "untrained (same architecture)": model_method(untrained, device),
-        "identity poses + constant depth": identity_constant_baseline,
+        "identity poses + constant depth + static tracks": identity_constant_baseline,
     }
-    results = evaluate_methods(methods, samples)
-    (out / "evaluation.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = format_markdown(results)
-    (out / "evaluation.md").write_text(table + "\n")
-    return table
+    return evaluate_methods(methods, samples)
+
+
+def save_split(checkpoint: Path, folder: Path) -> None:
+    """``config.json`` plus the weights in two safetensors files (the aggregator, then the heads), each small
+    enough to come back from the GPU machine; ``ship_tiny_synthetic.py`` joins them."""
+    from safetensors.torch import load_file, save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(checkpoint / "config.json", folder / "config.json")
+    state = load_file(str(checkpoint / "model.safetensors"))
+    for name, keep in SPLIT.items():
+        part = {k: v for k, v in state.items() if keep(k)}
+        save_file(part, str(folder / name), metadata={"format": "pt"})
 
 
 def _use_photo_bank(path: Path) -> None:
@@ -159,73 +173,71 @@ def _use_photo_bank(path: Path) -> None:
         ) from None
 
 
+def _setup(args: argparse.Namespace, out: Path) -> TrainConfig:
+    """Logging (also to $OUT/log.txt), the photo bank, the device's settings and the recipe with changes."""
+    out.mkdir(parents=True, exist_ok=True)
+    log_file = logging.FileHandler(out / "log.txt")
+    log_file.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
+    logging.getLogger().addHandler(log_file)
+    _use_photo_bank(Path(args.photo_bank))
+    if args.device == "cpu":
+        torch.set_num_threads(1)  # a smoke run on a shared machine
+    elif not torch.cuda.is_available():
+        raise SystemExit("no CUDA device: run on a GPU machine, or pass --device cpu for a smoke run")
+    else:
+        torch.backends.cuda.matmul.allow_tf32 = True  # as the released training does
+        torch.backends.cudnn.allow_tf32 = True
+    config = with_changes(load_train_config(args.config), run={"device": args.device, "progress": False})
+    for section, values in _changes(args.changes).items():
+        config = with_changes(config, **{section: values})
+    return config
+
+
+def _timed(timing: dict, key: str, fn, *args):
+    begin = time.perf_counter()
+    value = fn(*args)
+    timing[key] = round(time.perf_counter() - begin, 1)
+    return value
+
+
 def main() -> int:
     args = _parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.save_photo_bank:
         logger.info("wrote %s", save_photo_bank(args.photo_bank))
         return 0
-    _use_photo_bank(Path(args.photo_bank))
     out = Path(os.environ.get("OUT", "outputs/gpu_train"))
-    out.mkdir(parents=True, exist_ok=True)
-    log_file = logging.FileHandler(out / "log.txt")
-    log_file.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
-    logging.getLogger().addHandler(log_file)
-    if args.device == "cpu":
-        torch.set_num_threads(1)  # a smoke run on a shared machine
-    if args.device == "cuda":
-        if not torch.cuda.is_available():
-            raise SystemExit("no CUDA device: run on a GPU machine, or pass --device cpu for a smoke run")
-        torch.backends.cuda.matmul.allow_tf32 = True  # as the released training does
-        torch.backends.cudnn.allow_tf32 = True
+    config = _setup(args, out)
     timing: dict[str, float | str] = {"started": time.strftime("%Y-%m-%d %H:%M:%S")}
     work = Path(tempfile.mkdtemp(prefix="gpu_train_"))
-    config = load_train_config(args.config)
-    config = with_changes(config, run={"device": args.device, "progress": False})
-    for section, values in _changes(args.changes).items():
-        config = with_changes(config, **{section: values})
-
-    begin = time.perf_counter()
-    source = build_source(config, progress=False)
-    timing["pool_s"] = round(time.perf_counter() - begin, 1)
-
-    begin = time.perf_counter()
-    seconds_per_step = _calibrate(config, source, work, args.calibration_steps)
-    timing["calibration_s"] = round(time.perf_counter() - begin, 1)
-    # A probe costs a few steps' time; leave 10 % of the budget for them and for the checkpoints.
+    source = _timed(timing, "pool_s", build_source, config, False)
+    seconds_per_step = _timed(
+        timing, "calibration_s", _calibrate, config, source, work, args.calibration_steps
+    )
+    # A probe costs a few steps' time; leave 10 % of the budget for them and for the checkpoint.
     steps = max(20, int(0.9 * args.train_seconds / seconds_per_step))
     timing.update(seconds_per_step=round(seconds_per_step, 4), max_steps=steps)
     logger.info("%.3f s per step: training %d steps", seconds_per_step, steps)
-
     run_dir = work / "run"
     config = with_changes(
         config,
         optim={"max_steps": steps},
         run={"out_dir": str(run_dir), "probe_every": max(1, steps // 10), "ckpt_every": steps},
     )
-    begin = time.perf_counter()
-    result = train(config, source=source)
-    timing["train_s"] = round(time.perf_counter() - begin, 1)
-
-    model_dir = out / "model"
-    model_dir.mkdir(exist_ok=True)
-    for name in ("config.json", "model.safetensors"):
-        shutil.copy2(result.checkpoint / name, model_dir / name)
-    for name in ("metrics.csv", "probe.csv", "train_config.json"):
+    result = _timed(timing, "train_s", train, config, source)
+    save_split(result.checkpoint, out / "model")
+    for name in ("metrics.csv", "probe.csv"):
         shutil.copy2(run_dir / name, out / name)
-
-    begin = time.perf_counter()
-    table = _evaluate(model_dir, args.device, out, args.heldout_scenes)
-    timing["evaluate_s"] = round(time.perf_counter() - begin, 1)
-    timing["device"] = (
-        torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"
-    )
-    timing["torch"] = torch.__version__
-    timing["cpus"] = os.cpu_count() or 0
-    (out / "timing.json").write_text(json.dumps(timing, indent=2) + "\n")
+    results = _timed(timing, "evaluate_s", _evaluate, result.checkpoint, args.device, args.heldout_scenes)
+    (out / "evaluation.json").write_text(json.dumps(results, indent=2) + "\n")
+    device = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"
+    timing.update(device=device, torch=torch.__version__, cpus=os.cpu_count() or 0)
+    run_record = {"timing": timing, "train_config": config.to_dict()}
+    (out / "run.json").write_text(json.dumps(run_record, indent=2) + "\n")
     shutil.rmtree(work, ignore_errors=True)
+    table = format_markdown(results)
+    logger.info("held-out evaluation:\n%s\n%s", table, json.dumps(timing))
     print(table)
-    print(json.dumps(timing))
     return 0
 
 

@@ -46,7 +46,8 @@ from vggtkit.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
-_BATCH_KEYS = ("images", "depths", "point_masks", "extrinsics", "intrinsics", "world_points", "cam_points")
+# What the model and the losses read (the world points also set the normalisation's scale).
+_BATCH_KEYS = ("images", "depths", "point_masks", "extrinsics", "intrinsics", "world_points")
 _TRACK_KEYS = ("tracks", "track_vis_mask")
 
 
@@ -250,7 +251,7 @@ def step_batches(
         batch_size=None,
         num_workers=workers,
         pin_memory=pin_memory,
-        prefetch_factor=4,
+        prefetch_factor=2,
         worker_init_fn=_worker_threads,
     )
     return iter(loader)
