@@ -24,6 +24,7 @@ from torch import Tensor
 from vggtkit.data.augment import ColorJitter
 from vggtkit.data.batches import BatchOptions, BatchStream, SceneSource
 from vggtkit.data.normalize import normalize_batch
+from vggtkit.inference import ExecutionPlan
 from vggtkit.models.vggt.model import VGGT
 from vggtkit.train.checkpoint import (
     OPTIM_NAME,
@@ -32,7 +33,7 @@ from vggtkit.train.checkpoint import (
     resolve_resume,
     save_checkpoint,
 )
-from vggtkit.train.config import TrainConfig
+from vggtkit.train.config import OptimSection, TrainConfig
 from vggtkit.train.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -326,6 +327,13 @@ class _RunningMean:
 
 
 # ----------------------------------------------------------------------------- the run's parts
+def training_plan(opt: OptimSection, amp_dtype: torch.dtype | None) -> ExecutionPlan:
+    """How the model runs in a training step: the aggregator in the mixed-precision dtype (the heads, the residual
+    stream and LayerNorms stay float32, as under the official code's autocast), optionally recomputing each
+    block in the backward pass."""
+    return ExecutionPlan(dtype=amp_dtype or torch.float32, gradient_checkpointing=opt.grad_checkpointing)
+
+
 def build_model(config: TrainConfig) -> VGGT:
     """The model to train: from ``model.init_from`` (fine-tuning) or randomly initialised (seeded).
 
@@ -376,6 +384,7 @@ class _Session:
     clip_groups: dict[str, list[torch.nn.Parameter]]
     criterion: MultitaskLoss
     amp_dtype: torch.dtype | None
+    plan: ExecutionPlan
 
 
 def _wrap_ddp(model: VGGT, device: torch.device, info: DistInfo) -> torch.nn.Module:
@@ -393,10 +402,9 @@ def _wrap_ddp(model: VGGT, device: torch.device, info: DistInfo) -> torch.nn.Mod
 
 def _build_session(config: TrainConfig, device: torch.device, info: DistInfo) -> _Session:
     opt = config.optim
+    amp_dtype = resolve_amp(opt.amp, device)
     model = build_model(config).to(device)
     frozen = freeze_modules(model, opt.freeze)
-    if opt.grad_checkpointing:
-        model.aggregator.gradient_checkpointing = True
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if not params:
         raise ValueError("every parameter is frozen: nothing to train (check optim.freeze)")
@@ -414,7 +422,8 @@ def _build_session(config: TrainConfig, device: torch.device, info: DistInfo) ->
         optimizer=optimizer,
         clip_groups=_clip_groups(model),
         criterion=MultitaskLoss(config.loss),
-        amp_dtype=resolve_amp(opt.amp, device),
+        amp_dtype=amp_dtype,
+        plan=training_plan(opt, amp_dtype),
     )
 
 
@@ -455,9 +464,7 @@ def _to_device(batch: dict[str, Tensor], session: _Session) -> tuple[dict[str, T
 
 
 def _losses(session: _Session, batch: dict[str, Tensor], queries: Tensor | None) -> dict[str, Tensor]:
-    dtype = session.amp_dtype
-    with torch.autocast(session.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        predictions = session.ddp_model(batch["images"], queries)
+    predictions = session.ddp_model(batch["images"], queries, options=session.plan)
     return session.criterion(predictions, batch)
 
 
