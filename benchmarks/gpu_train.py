@@ -4,9 +4,10 @@ Run from the repository root on a machine with a CUDA GPU (torch, numpy, safeten
 PyYAML is not used):
 
     OUT=/path/to/outputs PYTHONPATH=src python3 benchmarks/gpu_train.py                # 300 s of training
-    OUT=/tmp/check PYTHONPATH=src python3 benchmarks/gpu_train.py --device cpu --train-seconds 60 \\
-        --calibration-steps 4 --heldout-scenes 2 --set data.pool_size=8 --set data.batch_size=2 \\
-        --set data.workers=2 --set optim.amp='"off"'             # a smoke run of the same path on a CPU
+    OUT=/tmp/check PYTHONPATH=src python3 benchmarks/gpu_train.py --device cpu --train-seconds 20 \\
+        --calibration-steps 4 --heldout-scenes 2 --set data.pool_size=8 --set data.batch_size=1 \\
+        --set data.max_frames=3 --set data.workers=2 --set run.probe_scenes=2 --set optim.amp='"off"'
+        # a smoke run of the same path on a CPU
 
 Steps: render the scene pool once (``data.workers`` processes), time a short calibration run to turn the time
 budget into ``optim.max_steps`` (so the cosine schedule runs to its end), train with the library's trainer
@@ -16,9 +17,10 @@ the final model, the same architecture untrained and identity poses + constant d
 $OUT, in at most 8 files of at most 16 MiB: ``model/`` (config.json, aggregator.safetensors and
 heads.safetensors: ``benchmarks/ship_tiny_synthetic.py`` joins them), ``metrics.csv``, ``probe.csv``,
 ``evaluation.json``, ``run.json`` (timings, machine, the training config with its step count) and ``log.txt``
-(which ends with the evaluation table). The scene pool and the optimiser state stay in a temporary folder. Without scikit-image the scenes' photographs come from ``--photo-bank``
-(written here with ``--save-photo-bank``; when that file exists it is used in any case, so both machines render
-the same scenes).
+(which ends with the evaluation table). The scene pool and the optimiser state stay in a temporary folder.
+Without scikit-image the scenes' photographs come from ``--photo-bank`` (written with ``--save-photo-bank`` on a
+machine with scikit-image; when that file exists it is used in any case, so both machines render the same
+scenes).
 """
 
 from __future__ import annotations
