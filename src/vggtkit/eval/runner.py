@@ -1,8 +1,8 @@
 """Evaluate reconstruction methods (a model, or a trivial baseline) on scenes with ground truth.
 
 A *method* maps a sample dict to a prediction dict of numpy arrays: ``extrinsics`` (S, 3, 4), ``intrinsics``
-(S, 3, 3), ``depth`` (S, H, W) (a model without a depth head leaves it out) and optionally ``world_points`` (S, H, W, 3) (otherwise the depth is unprojected
-with the predicted cameras), ``tracks`` (S, N, 2) and ``vis`` (S, N) for the sample's frame-0 track queries.
+(S, 3, 3), ``depth`` (S, H, W) (a model without a depth head leaves it out) and optionally ``world_points``
+(S, H, W, 3) (otherwise the depth is unprojected with the predicted cameras), ``tracks`` (S, N, 2) and ``vis`` (S, N) for the sample's frame-0 track queries.
 Scores:
 
 * cameras: relative rotation / translation-direction errors over all frame pairs, pooled over scenes, then
@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from vggtkit.data.normalize import normalize_batch
 from vggtkit.geometry import pose_encoding_to_extri_intri, unproject_depth_map_to_point_map
@@ -40,26 +41,34 @@ Method = Callable[[dict[str, Any]], dict[str, np.ndarray]]
 def model_method(
     model: torch.nn.Module, device: torch.device | str = "cpu", dtype: torch.dtype | None = None
 ) -> Method:
-    """Wrap a VGGT model as a method: one forward pass per scene (autocast ``dtype`` on the aggregator).
+    """Wrap a model of any family as a method: one forward pass per scene (autocast ``dtype`` on the aggregator).
 
-    The prediction also holds the final pose encoding ``pose_enc`` (S, 9). A model with a track head also tracks
-    the sample's frame-0 track queries (``tracks[0]``), when it has any.
+    Scenes whose image size is not a multiple of the model's patch size (a VGGT-Omega on 14-pixel scenes) are
+    resized to the nearest multiples for the model, and its depth and tracks brought back to the scene's size;
+    the cameras follow from the fields of view, which resizing keeps. The prediction also holds the final pose
+    encoding ``pose_enc`` (S, 9). A model with a track head also tracks the sample's frame-0 track queries
+    (``tracks[0]``), when it has any.
     """
     device = torch.device(device)
     model = model.to(device).eval()
+    patch = model.config.patch_size
     has_tracker = getattr(model, "track_head", None) is not None
 
     def predict(sample: dict[str, Any]) -> dict[str, np.ndarray]:
         images = sample["images"].to(device)
-        queries = None
-        if has_tracker and "tracks" in sample and sample["tracks"].shape[1] > 0:
-            queries = torch.as_tensor(sample["tracks"][0], dtype=torch.float32, device=device)[None]
+        height, width = images.shape[-2:]
+        model_hw = (max(patch, round(height / patch) * patch), max(patch, round(width / patch) * patch))
+        # (x, y) pixel scale from the scene's image to the model's
+        scale = torch.tensor([model_hw[1] / width, model_hw[0] / height], device=device)
+        if model_hw != (height, width):
+            images = F.interpolate(images, size=model_hw, mode="bilinear", align_corners=False).clamp(0, 1)
+        queries = _track_queries(sample, device) if has_tracker else None
+        extra = {} if queries is None else {"query_points": queries * scale}
         with (
             torch.no_grad(),
             torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
         ):
-            out = model(images[None], queries)
-        height, width = images.shape[-2:]
+            out = model(images[None], **extra)
         extrinsics, intrinsics = pose_encoding_to_extri_intri(out["pose_enc"][0].float(), (height, width))
         pred = {
             "pose_enc": out["pose_enc"][0].float().cpu().numpy(),
@@ -67,15 +76,29 @@ def model_method(
             "intrinsics": intrinsics.cpu().numpy(),
         }
         if "depth" in out:
-            pred["depth"] = out["depth"][0, ..., 0].float().cpu().numpy()
-        if "world_points" in out:
+            pred["depth"] = _resized_depth(out["depth"][0, ..., 0].float(), (height, width)).cpu().numpy()
+        if "world_points" in out and model_hw == (height, width):
             pred["world_points_head"] = out["world_points"][0].float().cpu().numpy()
         if "track" in out:
-            pred["tracks"] = out["track"][0].float().cpu().numpy()
+            pred["tracks"] = (out["track"][0].float() / scale).cpu().numpy()
             pred["vis"] = out["vis"][0].float().cpu().numpy()
         return pred
 
     return predict
+
+
+def _track_queries(sample: dict[str, Any], device: torch.device) -> torch.Tensor | None:
+    """The sample's frame-0 track points as queries (1, N, 2) in pixels; None when it has none."""
+    if "tracks" not in sample or sample["tracks"].shape[1] == 0:
+        return None
+    return torch.as_tensor(sample["tracks"][0], dtype=torch.float32, device=device)[None]
+
+
+def _resized_depth(depth: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Depth maps (S, h, w) brought to the scene's (H, W) (bilinear), unchanged when they already have it."""
+    if tuple(depth.shape[-2:]) == tuple(size):
+        return depth
+    return F.interpolate(depth[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
 
 
 def identity_constant_baseline(sample: dict[str, Any]) -> dict[str, np.ndarray]:
