@@ -102,30 +102,3 @@ def test_batch_stream_depends_only_on_seed_step_and_rank(sample):
     # point maps agree with the augmented depth and cameras
     again = add_point_maps({k: a[k][0] for k in ("depths", "intrinsics", "extrinsics")})
     torch.testing.assert_close(again["world_points"], a["world_points"][0])
-
-
-def test_zoomed_tracks_follow_the_new_intrinsics():
-    cfg = SyntheticSceneConfig(
-        num_frames=2, image_size=(28, 28), supersample=1, num_tracks=20, photo_probability=0
-    )
-    sample = render_scene(cfg, 2)
-    opts = BatchOptions(
-        batch_size=1, min_frames=2, max_frames=2, reverse_p=0.0, zoom=(0.6, 0.6), color_jitter=None
-    )
-
-    class One:
-        def __len__(self):
-            return 1
-
-        def scene(self, index):
-            return sample
-
-    batch = BatchStream(One(), opts).batch(0)
-    points = sample["world_points"][0].reshape(-1, 3)[
-        sample["tracks"][0, :, 1].round().long() * 28 + sample["tracks"][0, :, 0].round().long()
-    ]
-    uv, _ = project_points(points[None].expand(2, -1, -1), batch["extrinsics"][0], batch["intrinsics"][0])
-    vis = batch["track_vis_mask"][0]
-    torch.testing.assert_close(batch["tracks"][0][vis], uv[vis], atol=1e-3, rtol=0)
-    assert (batch["tracks"][0][vis] >= 0).all() and (batch["tracks"][0][vis] <= 27).all()
-    assert vis.sum() < sample["track_vis_mask"].sum()  # a 0.6 zoom pushes some tracks off the image

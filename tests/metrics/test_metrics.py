@@ -101,3 +101,22 @@ def test_umeyama_recovers_a_similarity_and_point_metrics_vanish_after_alignment(
     assert 0 < noisy["accuracy"] < 0.1
     with pytest.raises(ValueError, match="N >= 3"):
         umeyama(src[:2], dst[:2])
+
+
+def test_nearest_distances_without_scipy_match_the_kd_tree(monkeypatch):
+    import builtins
+
+    from vggtkit.metrics.points import nearest_distances
+
+    rng = np.random.default_rng(0)
+    queries, points = rng.normal(size=(300, 3)), rng.normal(size=(500, 3))
+    with_tree = nearest_distances(queries, points)
+    real_import = builtins.__import__
+
+    def no_scipy(name, *args, **kwargs):
+        if name.startswith("scipy"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_scipy)
+    np.testing.assert_allclose(nearest_distances(queries, points, chunk=64), with_tree, rtol=1e-9, atol=1e-12)

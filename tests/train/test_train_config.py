@@ -14,8 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_shipped_config_files_load_and_build_their_models():
-    paths = sorted((REPO / "configs").glob("*.yaml"))
-    assert paths
+    paths = sorted((REPO / "configs").glob("*.yaml")) + sorted((REPO / "configs").glob("*.json"))
+    assert len(paths) >= 3
     for path in paths:
         # fine-tuning configs leave data.path to the command line
         config = load_train_config(path, ["data.path=scenes"])
@@ -68,3 +68,18 @@ def test_missing_or_broken_files(tmp_path):
 def test_presets_are_valid_model_configs():
     for name in MODEL_PRESETS:
         TrainConfig.from_dict({"model": {"preset": name}}).model.build_config()
+
+
+def test_overrides_parse_as_json_without_pyyaml(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_yaml(name, *args, **kwargs):
+        if name == "yaml":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_yaml)
+    config = apply_overrides(TrainConfig(), ["data.zoom=null", "data.image_size=[56, 70]", "run.logger=csv"])
+    assert config.data.zoom is None and config.data.image_size == (56, 70) and config.run.logger == "csv"

@@ -194,8 +194,26 @@ def test_track_head_trains_with_the_track_loss_under_zoom(tmp_path):
         "model.fields.track_iters=2",
     ]
     config = _config(
-        tmp_path, *small_tracker, "loss.track_weight=1.0", "data.zoom=[0.8,1.0]", "optim.max_steps=2"
+        tmp_path,
+        *small_tracker,
+        "loss.track_weight=1.0",
+        "data.num_tracks=8",
+        "data.zoom=[0.8,1.0]",
+        "optim.max_steps=2",
     )
     result = train(config, source=WithTracks())
     assert result.step == 2 and "loss_track" in result.losses
     assert all(torch.isfinite(torch.tensor(v)) for v in result.losses.values())
+
+
+def test_probe_scores_held_out_and_training_scenes_during_training(tmp_path, scenes):
+    config = _config(tmp_path, "optim.max_steps=2", "run.probe_every=1", "run.probe_scenes=2")
+    train(config, source=scenes)
+    with open(tmp_path / "probe.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == [1, 2]
+    for prefix in ("heldout", "train"):
+        for key in ("rot_err_mean", "auc@30", "depth_abs_rel", "cam_T", "cam_R", "const_T", "const_R"):
+            assert float(rows[-1][f"{prefix}_{key}"]) >= 0, key
+    # the constant prediction does not change while training
+    assert rows[0]["heldout_const_R"] == rows[1]["heldout_const_R"]

@@ -2,7 +2,8 @@
 
 Each step draws one frame count S (all sequences of a batch share it), then for every sequence a scene, an
 ordered subset of S of its frames (reversed with probability 1/2), the scale (zoom) augmentation and colour
-jitter. Point maps are recomputed from the (augmented) depth and cameras.
+jitter. Point maps, and point tracks when asked for, are computed from the (augmented) depth and cameras, so
+they always agree with the images the model sees.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from torch import Tensor
 
 from vggtkit.data.augment import ColorJitter, random_zoom
+from vggtkit.data.tracks import make_tracks
 from vggtkit.geometry import closed_form_inverse_se3, depth_to_cam_points
 
 
@@ -28,7 +30,8 @@ class SceneSource(Protocol):
 
 @dataclass(frozen=True)
 class BatchOptions:
-    """How sequences are drawn: batch size, frame-count range, augmentations."""
+    """How sequences are drawn: batch size, frame-count range, augmentations, and ``num_tracks`` point tracks
+    per sequence (query points drawn among the valid pixels of the sequence's frame 0; 0: no tracks)."""
 
     batch_size: int = 4
     min_frames: int = 2
@@ -36,12 +39,15 @@ class BatchOptions:
     reverse_p: float = 0.5
     zoom: tuple[float, float] | None = (0.8, 1.2)
     color_jitter: ColorJitter | None = ColorJitter()
+    num_tracks: int = 0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if not 1 <= self.min_frames <= self.max_frames:
             raise ValueError(f"need 1 <= min_frames <= max_frames, got {self.min_frames}, {self.max_frames}")
+        if self.num_tracks < 0:
+            raise ValueError(f"num_tracks must be >= 0, got {self.num_tracks}")
 
 
 def add_point_maps(sample: dict[str, Any]) -> dict[str, Any]:
@@ -56,51 +62,57 @@ def add_point_maps(sample: dict[str, Any]) -> dict[str, Any]:
     return sample
 
 
-def _remap_tracks(
-    tracks: Tensor, vis: Tensor, old_k: Tensor, new_k: Tensor, size_hw: tuple[int, int]
-) -> tuple[Tensor, Tensor]:
-    """Move (S, N, 2) pixel tracks from intrinsics ``old_k`` to ``new_k`` (S, 3, 3); off-image points become
-    invisible."""
-    scale = torch.stack((new_k[:, 0, 0] / old_k[:, 0, 0], new_k[:, 1, 1] / old_k[:, 1, 1]), dim=-1)[:, None]
-    moved = (tracks - old_k[:, None, :2, 2]) * scale + new_k[:, None, :2, 2]
-    height, width = size_hw
-    inside = (
-        (moved[..., 0] >= 0)
-        & (moved[..., 0] <= width - 1)
-        & (moved[..., 1] >= 0)
-        & (moved[..., 1] <= height - 1)
-    )
-    return moved, vis & inside
+def _frame_indices(total: int, frames: int, gen: torch.Generator, reverse_p: float) -> Tensor:
+    """An ordered subset of ``frames`` of ``total`` frame indices (with repeats when there are too few),
+    reversed with probability ``reverse_p``."""
+    if total < frames:
+        idx = torch.sort(torch.randint(0, total, (frames,), generator=gen)).values
+    else:
+        idx = torch.sort(torch.randperm(total, generator=gen)[:frames]).values
+    if float(torch.rand(1, generator=gen)) < reverse_p:
+        idx = idx.flip(0)
+    return idx
 
 
 def draw_sequence(
     scene: dict[str, Any], frames: int, gen: torch.Generator, options: BatchOptions
 ) -> dict[str, Any]:
-    """An ordered subset of ``frames`` views of one scene, augmented."""
-    total = scene["images"].shape[0]
-    if total < frames:
-        idx = torch.sort(torch.randint(0, total, (frames,), generator=gen)).values
-    else:
-        idx = torch.sort(torch.randperm(total, generator=gen)[:frames]).values
-    if float(torch.rand(1, generator=gen)) < options.reverse_p:
-        idx = idx.flip(0)
-    out = {k: v[idx] for k, v in scene.items() if isinstance(v, Tensor)}
+    """An ordered subset of ``frames`` views of one scene, augmented, with point maps (and tracks)."""
+    idx = _frame_indices(scene["images"].shape[0], frames, gen, options.reverse_p)
+    keys = ("images", "depths", "point_masks", "extrinsics", "intrinsics")
+    out: dict[str, Any] = {k: scene[k][idx] for k in keys}
     out["seq_name"] = scene.get("seq_name", "")
     if options.zoom is not None:
-        old_k = out["intrinsics"]
         out["images"], out["depths"], out["intrinsics"] = random_zoom(
             out["images"], out["depths"], out["intrinsics"], gen, options.zoom
         )
         out["point_masks"] = out["depths"] > 1e-8
-        if "tracks" in out:
-            out["tracks"], out["track_vis_mask"] = _remap_tracks(
-                out["tracks"], out["track_vis_mask"], old_k, out["intrinsics"], out["images"].shape[-2:]
-            )
     if options.color_jitter is not None:
         out["images"] = options.color_jitter(out["images"], gen)
     if not out["point_masks"][0].any():
         out["point_masks"] = torch.zeros_like(out["point_masks"])
-    return add_point_maps(out)
+    out = add_point_maps(out)
+    if options.num_tracks:
+        out["tracks"], out["track_vis_mask"] = _sequence_tracks(out, gen, options.num_tracks)
+    return out
+
+
+def _sequence_tracks(sequence: dict[str, Any], gen: torch.Generator, count: int) -> tuple[Tensor, Tensor]:
+    """``count`` tracks of the sequence's frame-0 points: (S, count, 2) pixels and (S, count) visibility; all
+    invisible (so sequences still stack) when frame 0 has no valid pixel."""
+    tracks, vis = make_tracks(
+        gen,
+        sequence["world_points"],
+        sequence["depths"],
+        sequence["point_masks"],
+        sequence["extrinsics"],
+        sequence["intrinsics"],
+        count,
+    )
+    if tracks.shape[1] == count:
+        return tracks, vis
+    frames = sequence["images"].shape[0]
+    return torch.zeros(frames, count, 2), torch.zeros(frames, count, dtype=torch.bool)
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:

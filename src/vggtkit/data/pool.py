@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,10 +13,11 @@ import torch
 from torch import Tensor
 
 from vggtkit.data.synthetic import SyntheticSceneConfig, render_scene
+from vggtkit.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
-POOL_KEYS = ("images", "depths", "point_masks", "extrinsics", "intrinsics", "tracks", "track_vis_mask")
+POOL_KEYS = ("images", "depths", "point_masks", "extrinsics", "intrinsics")
 
 
 class ScenePool:
@@ -25,8 +25,8 @@ class ScenePool:
 
     Attributes:
         tensors: ``images`` (N, S, 3, H, W) uint8, ``depths`` (N, S, H, W) float32, ``point_masks`` (N, S, H, W)
-            bool, ``extrinsics`` (N, S, 3, 4), ``intrinsics`` (N, S, 3, 3), ``tracks`` (N, S, T, 2),
-            ``track_vis_mask`` (N, S, T) bool.
+            bool, ``extrinsics`` (N, S, 3, 4) ``cam_from_world`` and ``intrinsics`` (N, S, 3, 3). Point tracks
+            are not stored: the batches draw them per sequence from depth and cameras.
         names: N scene names.
     """
 
@@ -52,15 +52,53 @@ class ScenePool:
             "point_masks": t["point_masks"][index],
             "extrinsics": t["extrinsics"][index],
             "intrinsics": t["intrinsics"][index],
-            "tracks": t["tracks"][index],
-            "track_vis_mask": t["track_vis_mask"][index],
             "seq_name": self.names[index],
         }
 
 
 def _pool_key(config: SyntheticSceneConfig, seeds: Sequence[int]) -> str:
-    payload = json.dumps({"config": config.to_dict(), "seeds": list(seeds), "version": 1}, sort_keys=True)
+    payload = json.dumps({"config": config.to_dict(), "seeds": list(seeds), "version": 2}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _render_for_pool(config: SyntheticSceneConfig, seed: int) -> dict[str, Tensor]:
+    sample = render_scene(config, int(seed))
+    sample["images"] = (sample["images"] * 255).round().to(torch.uint8)
+    return {key: sample[key] for key in POOL_KEYS}
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _render_all(
+    config: SyntheticSceneConfig,
+    seeds: Sequence[int],
+    workers: int,
+    progress: Callable[[int, int], None] | None,
+) -> dict[str, Tensor]:
+    """Render the scenes in order, in ``workers`` processes (0: in this one)."""
+    parts: dict[str, list[Tensor]] = {k: [] for k in POOL_KEYS}
+    executor = None
+    if workers > 0:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")
+        executor = ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread)
+        scenes = executor.map(_render_for_pool, [config] * len(seeds), seeds, chunksize=8)
+    else:
+        scenes = (_render_for_pool(config, seed) for seed in seeds)
+    try:
+        for i, scene in enumerate(scenes):
+            for key in POOL_KEYS:
+                parts[key].append(scene[key])
+            if progress is not None:
+                progress(i + 1, len(seeds))
+    finally:
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
+    return {k: torch.stack(v).contiguous() for k, v in parts.items()}
 
 
 def render_pool(
@@ -68,6 +106,7 @@ def render_pool(
     seeds: Sequence[int],
     cache_dir: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 0,
 ) -> ScenePool:
     """Render (or load from ``cache_dir``) one scene per seed.
 
@@ -79,30 +118,22 @@ def render_pool(
         seeds: scene seeds.
         cache_dir: folder for ``pool-<hash>.safetensors``; None keeps the pool in memory only.
         progress: called as ``progress(done, total)`` after each scene.
+        workers: render in this many processes (0: in this one); the scenes are the same either way.
     """
     from safetensors.torch import load_file, save_file
 
     if not seeds:
         raise ValueError("render_pool needs at least one seed")
+    names = [f"synthetic-{s}" for s in seeds]
     path = None
     if cache_dir is not None:
         path = Path(cache_dir) / f"pool-{_pool_key(config, seeds)}.safetensors"
         if path.is_file():
             logger.info("loading the scene pool from %s", path)
-            return ScenePool(load_file(str(path)), [f"synthetic-{s}" for s in seeds])
-    parts: dict[str, list[Tensor]] = {k: [] for k in POOL_KEYS}
-    for i, seed in enumerate(seeds):
-        sample = render_scene(config, int(seed))
-        sample["images"] = (sample["images"] * 255).round().to(torch.uint8)
-        for key in POOL_KEYS:
-            parts[key].append(sample[key])
-        if progress is not None:
-            progress(i + 1, len(seeds))
-    tensors = {k: torch.stack(v).contiguous() for k, v in parts.items()}
+            return ScenePool(load_file(str(path)), names)
+    tensors = _render_all(config, seeds, workers, progress)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        save_file(tensors, str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp))
         logger.info("saved the scene pool (%d scenes) to %s", len(seeds), path)
-    return ScenePool(tensors, [f"synthetic-{s}" for s in seeds])
+    return ScenePool(tensors, names)

@@ -33,6 +33,7 @@ from PIL import Image
 from vggtkit.data.augment import crop_around_principal_point, resize_with_intrinsics
 from vggtkit.data.batches import add_point_maps
 from vggtkit.data.colmap_reader import read_colmap_model
+from vggtkit.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -217,27 +218,16 @@ def save_scene_folder(sample: dict[str, Any], folder: str | Path, depth_format: 
     if depth_format not in ("png", "npy"):
         raise ValueError(f"depth_format must be 'png' or 'npy', got {depth_format!r}")
     folder = Path(folder)
-    (folder / "images").mkdir(parents=True, exist_ok=True)
-    (folder / "depths").mkdir(parents=True, exist_ok=True)
-    images = (sample["images"].clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     depths = np.asarray(sample["depths"], dtype=np.float32)
+    if depth_format == "png" and depths.max() * 1000 >= 65535:
+        raise ValueError("depth exceeds 65.5 units: use depth_format='npy'")
+    images = (sample["images"].clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     frames = []
     for i, image in enumerate(images):
         name = f"{i:03d}.png"
-        tmp = folder / "images" / f".{name}.tmp"
-        Image.fromarray(image).save(tmp, format="PNG")
-        tmp.replace(folder / "images" / name)
-        if depth_format == "png":
-            if depths[i].max() * 1000 >= 65535:
-                raise ValueError("depth exceeds 65.5 units: use depth_format='npy'")
-            tmp = folder / "depths" / f".{i:03d}.png.tmp"
-            Image.fromarray(np.round(depths[i] * 1000).astype(np.uint16)).save(tmp, format="PNG")
-            tmp.replace(folder / "depths" / f"{i:03d}.png")
-        else:
-            tmp = folder / "depths" / f".{i:03d}.npy.tmp"
-            with open(tmp, "wb") as handle:
-                np.save(handle, depths[i])
-            tmp.replace(folder / "depths" / f"{i:03d}.npy")
+        with atomic_path(folder / "images" / name) as tmp:
+            Image.fromarray(image).save(tmp, format="PNG")
+        _save_depth(depths[i], folder / "depths" / f"{i:03d}.{depth_format}")
         frames.append(
             {
                 "image": name,
@@ -245,7 +235,16 @@ def save_scene_folder(sample: dict[str, Any], folder: str | Path, depth_format: 
                 "K": np.asarray(sample["intrinsics"][i], dtype=np.float64).round(8).tolist(),
             }
         )
-    tmp = folder / f".{CAMERAS_FILE}.tmp"
-    tmp.write_text(json.dumps({"frames": frames}, indent=1) + "\n")
-    tmp.replace(folder / CAMERAS_FILE)
+    with atomic_path(folder / CAMERAS_FILE) as tmp:
+        tmp.write_text(json.dumps({"frames": frames}, indent=1) + "\n")
     return folder
+
+
+def _save_depth(depth: np.ndarray, path: Path) -> None:
+    """One depth map: 16-bit millimetre PNG or float32 .npy, chosen by the suffix."""
+    with atomic_path(path) as tmp:
+        if path.suffix == ".png":
+            Image.fromarray(np.round(depth * 1000).astype(np.uint16)).save(tmp, format="PNG")
+        else:
+            with open(tmp, "wb") as handle:
+                np.save(handle, depth)

@@ -24,9 +24,22 @@ from torch import Tensor
 
 from vggtkit.data.raycast import Scene, render_view
 from vggtkit.data.textures import random_texture
-from vggtkit.geometry import project_points
+from vggtkit.data.tracks import make_tracks
 
 HELDOUT_FILE = "heldout_synthetic.json"  # in vggtkit/assets/
+
+
+_RANGE_FIELDS = ("image_size", "num_boxes", "num_spheres", "fov_deg", "arc_deg", "distance", "elevation_deg")
+
+
+def _as_range(name: str, value: Any) -> tuple:
+    """A (min, max) pair as a tuple; raises ValueError naming the field otherwise."""
+    value = tuple(value)
+    if len(value) != 2:
+        raise ValueError(f"{name} must have two entries, got {value!r}")
+    if value[0] > value[1]:
+        raise ValueError(f"{name} must be (min, max) with min <= max, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,8 @@ class SyntheticSceneConfig:
         elevation_deg: (min, max) camera elevation above the target, degrees.
         num_tracks: query points sampled in frame 0 for the point tracks (0 disables tracks).
         photo_probability: chance that a surface gets a photograph rather than a procedural texture.
+        pan_probability: chance that the camera pans from one position (a pure rotation through half the arc)
+            instead of orbiting the objects.
     """
 
     num_frames: int = 4
@@ -57,23 +72,14 @@ class SyntheticSceneConfig:
     elevation_deg: tuple[float, float] = (8.0, 40.0)
     num_tracks: int = 256
     photo_probability: float = 0.5
+    pan_probability: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in (
-            "image_size",
-            "num_boxes",
-            "num_spheres",
-            "fov_deg",
-            "arc_deg",
-            "distance",
-            "elevation_deg",
-        ):
-            value = tuple(getattr(self, name))
-            if len(value) != 2:
-                raise ValueError(f"{name} must have two entries, got {value!r}")
-            if value[0] > value[1]:
-                raise ValueError(f"{name} must be (min, max) with min <= max, got {value!r}")
-            object.__setattr__(self, name, value)
+        for name in _RANGE_FIELDS:
+            object.__setattr__(self, name, _as_range(name, getattr(self, name)))
+        self._validate()
+
+    def _validate(self) -> None:
         if self.num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {self.num_frames}")
         if min(self.image_size) < 8:
@@ -86,8 +92,9 @@ class SyntheticSceneConfig:
             raise ValueError(f"fov_deg must lie in [1, 170), got {self.fov_deg}")
         if self.distance[0] <= 0:
             raise ValueError(f"distance must be positive, got {self.distance}")
-        if not 0.0 <= self.photo_probability <= 1.0:
-            raise ValueError(f"photo_probability must lie in [0, 1], got {self.photo_probability}")
+        for name in ("photo_probability", "pan_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -180,8 +187,30 @@ def look_at(position: Tensor, target: Tensor, roll: float = 0.0) -> Tensor:
     return torch.cat((rot, (-rot @ position)[:, None]), dim=1)
 
 
+def _rotate_z(vector: Tensor, angle: float) -> Tensor:
+    c, s = math.cos(angle), math.sin(angle)
+    return torch.stack((c * vector[0] - s * vector[1], s * vector[0] + c * vector[1], vector[2]))
+
+
+def _free_position(
+    gen: torch.Generator, scene: Scene, target: Tensor, az: float, el: float, dist: float
+) -> Tensor:
+    """A camera position near (azimuth, elevation, distance) from the target, inside the room and outside the
+    objects: the jitter is drawn again (up to 20 times) while the position lies inside an object."""
+    for _attempt in range(20):
+        a = az + float(_uniform(gen, -0.08, 0.08))
+        e = el + float(_uniform(gen, -0.05, 0.05))
+        d = dist + float(_uniform(gen, -0.15, 0.15))
+        offset = torch.tensor([math.cos(a) * math.cos(e), math.sin(a) * math.cos(e), math.sin(e)])
+        position = torch.maximum(torch.minimum(target + d * offset, scene.room_hi - 0.3), scene.room_lo + 0.3)
+        if not scene.contains(position, margin=0.15):
+            break
+    return position
+
+
 def sample_cameras(gen: torch.Generator, scene: Scene, config: SyntheticSceneConfig) -> tuple[Tensor, Tensor]:
-    """Cameras on a jittered arc around the object cluster.
+    """Cameras on a jittered arc around the object cluster, or (with ``pan_probability``) panning from the
+    first camera's position through half the arc.
 
     Returns:
         (S, 3, 4) ``cam_from_world`` and (S, 3, 3) intrinsics (principal point at (W/2, H/2), square pixels).
@@ -199,68 +228,24 @@ def sample_cameras(gen: torch.Generator, scene: Scene, config: SyntheticSceneCon
     elev1 = math.radians(float(_uniform(gen, *config.elevation_deg)))
     fov0 = math.radians(float(_uniform(gen, *config.fov_deg)))
     zooming = bool(torch.rand(1, generator=gen) < 0.3)
-    extrinsics, intrinsics = [], []
+    # Drawn only when pans are enabled, so orbit-only settings (the held-out set's) keep their scenes.
+    panning = config.pan_probability > 0 and bool(torch.rand(1, generator=gen) < config.pan_probability)
+    extrinsics, intrinsics, first = [], [], None
     for k in range(frames):
         s = k / max(frames - 1, 1)
-        for _attempt in range(20):
-            az = azimuth0 + arc * s + float(_uniform(gen, -0.08, 0.08))
-            el = elev0 + (elev1 - elev0) * s + float(_uniform(gen, -0.05, 0.05))
-            dist = dist0 + (dist1 - dist0) * s + float(_uniform(gen, -0.15, 0.15))
-            offset = torch.tensor([math.cos(az) * math.cos(el), math.sin(az) * math.cos(el), math.sin(el)])
-            position = target + dist * offset
-            position = torch.maximum(torch.minimum(position, scene.room_hi - 0.3), scene.room_lo + 0.3)
-            if not scene.contains(position, margin=0.15):
-                break
-            dist += 0.3
+        position = _free_position(
+            gen, scene, target, azimuth0 + arc * s, elev0 + (elev1 - elev0) * s, dist0 + (dist1 - dist0) * s
+        )
         aim = target + _uniform(gen, -0.25, 0.25, (3,))
+        first = position if first is None else first
+        if panning:
+            position, aim = first, first + _rotate_z(aim - first, arc * s / 2)
         roll = math.radians(float(_uniform(gen, -5.0, 5.0)))
         extrinsics.append(look_at(position, aim, roll))
         fov = fov0 * (float(_uniform(gen, 0.85, 1.15)) if zooming else 1.0)
         focal = (width / 2) / math.tan(min(fov, math.radians(170)) / 2)
         intrinsics.append(torch.tensor([[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]]))
     return torch.stack(extrinsics), torch.stack(intrinsics)
-
-
-# ----------------------------------------------------------------------------- tracks
-def make_tracks(
-    gen: torch.Generator,
-    world_points: Tensor,
-    depths: Tensor,
-    masks: Tensor,
-    extrinsics: Tensor,
-    intrinsics: Tensor,
-    num_tracks: int,
-    rel_depth_tol: float = 0.05,
-) -> tuple[Tensor, Tensor]:
-    """Tracks of frame-0 surface points through all frames, with visibility from a depth test.
-
-    Args:
-        gen: random generator (query pixel choice).
-        world_points: (S, H, W, 3); depths, masks: (S, H, W); extrinsics: (S, 3, 4); intrinsics: (S, 3, 3).
-        num_tracks: N query pixels, drawn among the valid pixels of frame 0.
-        rel_depth_tol: a point is visible when its depth matches the rendered depth (nearest pixel) within this
-            relative tolerance.
-
-    Returns:
-        ``tracks`` (S, N, 2) pixel (x, y) positions and ``track_vis_mask`` (S, N) bool; frame 0 holds the queries.
-    """
-    frames, height, width = depths.shape
-    valid = masks[0].reshape(-1).nonzero()[:, 0]
-    if len(valid) == 0 or num_tracks == 0:
-        return torch.zeros(frames, 0, 2), torch.zeros(frames, 0, dtype=torch.bool)
-    choice = valid[torch.randint(0, len(valid), (num_tracks,), generator=gen)]
-    points = world_points[0].reshape(-1, 3)[choice]  # N, 3
-    uv, z = project_points(points[None].expand(frames, -1, -1), extrinsics, intrinsics)  # S, N, 2 / S, N
-    col = uv[..., 0].round().long()
-    row = uv[..., 1].round().long()
-    inside = (z > 1e-6) & (col >= 0) & (col < width) & (row >= 0) & (row < height)
-    col_c, row_c = col.clamp(0, width - 1), row.clamp(0, height - 1)
-    frame_idx = torch.arange(frames)[:, None].expand_as(col)
-    rendered = depths[frame_idx, row_c, col_c]
-    seen = masks[frame_idx, row_c, col_c]
-    visible = inside & seen & ((rendered - z).abs() <= rel_depth_tol * z.abs())
-    uv = torch.where(torch.isfinite(uv), uv, torch.zeros_like(uv))
-    return uv, visible
 
 
 # ----------------------------------------------------------------------------- samples

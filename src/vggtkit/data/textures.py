@@ -1,14 +1,18 @@
 """Texture bank for the synthetic scenes: photographs shipped with scikit-image plus procedural noise.
 
 Textures are (3, T, T) float tensors in [0, 1] that tile (the sampler wraps coordinates). Photographs come
-from ``skimage.data`` (bundled in the wheel, no download); when scikit-image is missing the bank falls back
-to procedural textures only, so the generator still works (with a logged warning).
+from ``skimage.data`` (bundled in the wheel, no download). A machine without scikit-image renders the same
+scenes from a bank file written by :func:`save_photo_bank` on one with it, named by the ``VGGTKIT_PHOTO_BANK``
+environment variable (so worker processes see it too); with neither, the bank falls back to procedural
+textures only, so the generator still works (with a logged warning) but draws other scenes.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +21,7 @@ from torch import Tensor
 logger = logging.getLogger(__name__)
 
 TEXTURE_SIZE = 128
+PHOTO_BANK_ENV = "VGGTKIT_PHOTO_BANK"
 # Sample images inside the scikit-image wheel (no network): colour and grey photographs of varied content.
 _PHOTO_NAMES = (
     "astronaut",
@@ -41,11 +46,18 @@ _PHOTO_NAMES = (
 
 @functools.lru_cache(maxsize=1)
 def photo_bank(size: int = 2 * TEXTURE_SIZE) -> Tensor:
-    """All bundled photographs as RGB, resized to ``size`` x ``size``.
+    """All bundled photographs as RGB, resized to ``size`` x ``size``: from the file named by
+    ``$VGGTKIT_PHOTO_BANK`` when set, otherwise from scikit-image.
 
     Returns:
-        (P, 3, size, size) float32 in [0, 1]; P = 0 when scikit-image is not installed.
+        (P, 3, size, size) float32 in [0, 1]; P = 0 when neither is available.
+
+    Raises:
+        ValueError: the bank file cannot be read or holds photographs of another size.
     """
+    path = os.environ.get(PHOTO_BANK_ENV)
+    if path:
+        return _read_photo_bank(Path(path), size)
     try:
         import skimage.data as skdata
     except ImportError:
@@ -64,6 +76,39 @@ def photo_bank(size: int = 2 * TEXTURE_SIZE) -> Tensor:
         image = image[..., :3].permute(2, 0, 1) / 255.0
         photos.append(F.interpolate(image[None], size=(size, size), mode="bilinear", antialias=True)[0])
     return torch.stack(photos).clamp(0, 1) if photos else torch.zeros(0, 3, size, size)
+
+
+def _read_photo_bank(path: Path, size: int) -> Tensor:
+    from safetensors.torch import load_file
+
+    try:
+        photos = load_file(str(path))["photos"]
+    except (OSError, KeyError, RuntimeError) as exc:
+        raise ValueError(f"cannot read the photo bank {path} (${PHOTO_BANK_ENV}): {exc}") from exc
+    if photos.ndim != 4 or tuple(photos.shape[1:]) != (3, size, size):
+        raise ValueError(
+            f"the photo bank {path} holds {tuple(photos.shape)}, expected (P, 3, {size}, {size})"
+        )
+    return photos.float()
+
+
+def save_photo_bank(path: str | os.PathLike[str]) -> Path:
+    """Write this machine's photo bank (from scikit-image) to a safetensors file for machines without it.
+
+    Raises:
+        ValueError: scikit-image is not installed here either.
+    """
+    from safetensors.torch import save_file
+
+    from vggtkit.utils.atomic import atomic_path
+
+    photos = photo_bank()
+    if len(photos) == 0:
+        raise ValueError("no photographs to save: install scikit-image")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file({"photos": photos.contiguous()}, str(tmp))
+    return path
 
 
 def value_noise(generator: torch.Generator, size: int = TEXTURE_SIZE, octaves: int = 4) -> Tensor:

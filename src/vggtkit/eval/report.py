@@ -12,10 +12,13 @@ COLUMNS = (
     ("rra@15", "RRA@15", 100, "{:.1f}"),
     ("rta@15", "RTA@15", 100, "{:.1f}"),
     ("rot_auc@30", "rot AUC@30", 100, "{:.1f}"),
+    ("rot_err_mean", "rot err", 1, "{:.1f}"),
     ("depth_abs_rel", "AbsRel", 1, "{:.3f}"),
     ("depth_delta_1.25", "d<1.25", 100, "{:.1f}"),
     ("point_accuracy", "acc", 1, "{:.3f}"),
     ("point_completeness", "comp", 1, "{:.3f}"),
+    ("track_err_median", "track px", 1, "{:.2f}"),
+    ("track_vis_accuracy", "vis acc", 100, "{:.1f}"),
 )
 
 

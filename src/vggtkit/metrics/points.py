@@ -69,8 +69,24 @@ def point_cloud_metrics(
         pred, gt = pred[keep], gt[keep]
     scale, rot, trans = umeyama(pred, gt)
     aligned = scale * pred @ rot.T + trans
-    from scipy.spatial import cKDTree
-
-    accuracy = float(np.mean(cKDTree(gt).query(aligned)[0]))
-    completeness = float(np.mean(cKDTree(aligned).query(gt)[0]))
+    accuracy = float(np.mean(nearest_distances(aligned, gt)))
+    completeness = float(np.mean(nearest_distances(gt, aligned)))
     return {"accuracy": accuracy, "completeness": completeness, "chamfer": 0.5 * (accuracy + completeness)}
+
+
+def nearest_distances(queries: np.ndarray, points: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """Distance from each query to its nearest point: (Q,) for (Q, 3) queries and (P, 3) points.
+
+    Uses SciPy's k-d tree; where SciPy is not installed, exact brute force in float64 torch, in chunks of
+    queries (slower, same result).
+    """
+    try:
+        from scipy.spatial import cKDTree
+    except ImportError:
+        import torch
+
+        ref = torch.as_tensor(points, dtype=torch.float64)
+        query = torch.as_tensor(queries, dtype=torch.float64)
+        parts = [torch.cdist(part, ref).min(dim=1).values for part in query.split(chunk)]
+        return torch.cat(parts).numpy()
+    return cKDTree(points).query(queries)[0]

@@ -98,8 +98,8 @@ def accuracy_at(errors: np.ndarray, threshold: float) -> float:
 def pose_metrics(
     rot_err: np.ndarray, trans_err: np.ndarray, thresholds: tuple[int, ...] = (30, 15, 5, 3)
 ) -> dict:
-    """AUC@t for each threshold plus RRA@t/RTA@t at 5, 15 and 30 degrees (fractions), and the rotation-only
-    AUC@30 (how well rotations alone are recovered)."""
+    """AUC@t for each threshold plus RRA@t/RTA@t at 5, 15 and 30 degrees (fractions), the rotation-only
+    AUC@30 (how well rotations alone are recovered), and the mean and median errors in degrees."""
     out: dict[str, float] = {}
     for t in thresholds:
         out[f"auc@{t}"] = pose_auc(rot_err, trans_err, t)
@@ -107,6 +107,7 @@ def pose_metrics(
         out[f"rra@{t}"] = accuracy_at(rot_err, t)
         out[f"rta@{t}"] = accuracy_at(trans_err, t)
     out["rot_auc@30"] = pose_auc(rot_err, np.zeros_like(rot_err), 30)
+    out["rot_err_mean"] = float(np.mean(rot_err))
     out["rot_err_median"] = float(np.median(rot_err))
     out["trans_err_median"] = float(np.median(trans_err))
     return out

@@ -8,7 +8,6 @@ Layout of ``<out_dir>/checkpoints/step_000500/``: ``config.json`` + ``model.safe
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from vggtkit.utils.atomic import atomic_dir, atomic_path
 from vggtkit.weights import CheckpointError
 
 STATE_NAME = "trainer_state.json"
@@ -54,25 +54,18 @@ def save_checkpoint(
     state: dict[str, Any],
     keep: int,
 ) -> Path:
-    """Write ``step_<n>`` atomically (temporary folder, then rename), update ``latest``, prune old ones."""
+    """Write ``step_<n>`` atomically (temporary folder, then rename), update ``latest``, keep the newest ``keep``."""
     from safetensors.torch import save_file
 
     step = int(state["step"])
-    directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"step_{step:07d}"
-    tmp = directory / f".tmp_step_{step:07d}_{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    names = {id(p): n for n, p in model.named_parameters()}
-    save_file(optimizer_state_tensors(optimizer, names), str(tmp / OPTIM_NAME))
-    (tmp / STATE_NAME).write_text(json.dumps(state, indent=2) + "\n")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    latest_tmp = directory / ".latest.tmp"
-    latest_tmp.write_text(final.name + "\n")
-    os.replace(latest_tmp, directory / "latest")
+    with atomic_dir(final) as tmp:
+        model.save_pretrained(tmp)
+        names = {id(p): n for n, p in model.named_parameters()}
+        save_file(optimizer_state_tensors(optimizer, names), str(tmp / OPTIM_NAME))
+        (tmp / STATE_NAME).write_text(json.dumps(state, indent=2) + "\n")
+    with atomic_path(directory / "latest") as tmp:
+        tmp.write_text(final.name + "\n")
     existing = sorted(p for p in directory.glob("step_*") if p.is_dir())
     for old in existing[:-keep]:
         shutil.rmtree(old, ignore_errors=True)

@@ -28,13 +28,16 @@ LOGGERS = ("csv", "tensorboard")
 @dataclass(frozen=True)
 class ModelSection:
     """Architecture: a preset name and/or explicit VGGTConfig fields (fields override the preset);
-    ``init_from`` loads starting weights (a checkpoint folder, file or bundled name) for fine-tuning."""
+    ``init_from`` loads starting weights (a checkpoint folder, file or bundled name) for fine-tuning, except for
+    the top-level modules named in ``fresh`` (e.g. ``camera_head``), which start from random weights."""
 
     preset: str | None = "tiny-synthetic"
     fields: dict[str, Any] = field(default_factory=dict)
     init_from: str | None = None
+    fresh: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "fresh", tuple(self.fresh))
         if self.preset is not None and self.preset not in PRESETS:
             raise ValueError(f"unknown model preset {self.preset!r}; known: {sorted(PRESETS)}")
 
@@ -51,17 +54,25 @@ class DataSection:
     Attributes:
         source: "synthetic" (rendered scene pool) or "scene_folder" (``path`` holds scene folders).
         path: root of the scene folders (source scene_folder).
-        pool_size: number of synthetic scenes rendered once and cached; pool_frames: views per scene.
+        pool_size: number of synthetic scenes rendered once and cached; pool_frames: views per scene;
+            pan_probability: the share of those scenes whose camera pans in place instead of orbiting.
         image_size: (H, W) of the training images (multiples of the patch size).
         cache_dir: where the rendered pool is cached (None: memory only).
         batch_size: sequences per step and process; min_frames/max_frames: frames per sequence.
-        zoom: scale-augmentation range (None disables); color_jitter: enable colour jitter.
+        zoom: scale-augmentation range (None disables); color_jitter: enable colour jitter;
+        jitter_shared_p: the chance that all frames of a sequence share one colour jitter (otherwise each frame
+            draws its own; the released training uses 0.7).
+        num_tracks: ground-truth point tracks per sequence (frame-0 points followed through its frames; needed
+            by the track loss); 0 draws none.
+        workers: processes that render the synthetic pool and prepare the batches (0: the training process);
+            the batches are the same either way.
     """
 
     source: str = "synthetic"
     path: str | None = None
     pool_size: int = 600
     pool_frames: int = 8
+    pan_probability: float = 0.0
     image_size: tuple[int, int] = (112, 112)
     supersample: int = 1
     cache_dir: str | None = ".cache/vggtkit-pools"
@@ -70,6 +81,9 @@ class DataSection:
     max_frames: int = 6
     zoom: tuple[float, float] | None = (0.8, 1.2)
     color_jitter: bool = True
+    jitter_shared_p: float = 0.7
+    num_tracks: int = 0
+    workers: int = 0
 
     def __post_init__(self) -> None:
         if self.source not in DATA_SOURCES:
@@ -84,6 +98,12 @@ class DataSection:
         if not 1 <= self.min_frames <= self.max_frames:
             raise ValueError(
                 f"need 1 <= data.min_frames <= data.max_frames, got {self.min_frames}, {self.max_frames}"
+            )
+        if not 0 <= self.jitter_shared_p <= 1:
+            raise ValueError(f"data.jitter_shared_p is a probability, got {self.jitter_shared_p}")
+        if self.num_tracks < 0 or self.workers < 0:
+            raise ValueError(
+                f"data.num_tracks and data.workers must be >= 0, got {self.num_tracks}, {self.workers}"
             )
 
 
@@ -132,7 +152,11 @@ class OptimSection:
 
 @dataclass(frozen=True)
 class RunSection:
-    """Where and how often: output folder, seed, logging and checkpoint cadence, resuming."""
+    """Where and how often: output folder, seed, logging and checkpoint cadence, resuming.
+
+    ``probe_every`` > 0 scores the model every so many steps on ``probe_scenes`` held-out synthetic scenes and as
+    many training scenes (``probe.csv``; see :mod:`vggtkit.train.probe`).
+    """
 
     out_dir: str = "runs/train"
     seed: int = 0
@@ -144,10 +168,14 @@ class RunSection:
     device: str = "auto"
     num_threads: int | None = None
     progress: bool = True
+    probe_every: int = 0
+    probe_scenes: int = 8
 
     def __post_init__(self) -> None:
         if self.logger not in LOGGERS:
             raise ValueError(f"run.logger must be one of {LOGGERS}, got {self.logger!r}")
+        if self.probe_every < 0 or self.probe_scenes < 1:
+            raise ValueError("run.probe_every must be >= 0 and run.probe_scenes >= 1")
         if self.log_every < 1 or self.ckpt_every < 1 or self.keep_checkpoints < 1:
             raise ValueError("run.log_every, run.ckpt_every and run.keep_checkpoints must be >= 1")
 
@@ -161,6 +189,10 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimSection = field(default_factory=OptimSection)
     run: RunSection = field(default_factory=RunSection)
+
+    def __post_init__(self) -> None:
+        if self.loss.track_weight > 0 and self.data.num_tracks == 0:
+            raise ValueError("loss.track_weight > 0 needs ground-truth tracks: set data.num_tracks > 0")
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
@@ -213,8 +245,14 @@ def _has_defaults(cls: type) -> bool:
 
 
 def _parse_value(text: str) -> Any:
-    import yaml
-
+    """An override's value as YAML, or as JSON where PyYAML is not installed; unparsable text stays a string."""
+    try:
+        import yaml
+    except ImportError:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return text
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError:

@@ -73,17 +73,7 @@ class LossConfig:
     depth_space: str = "linear"
 
     def __post_init__(self) -> None:
-        if self.depth_space not in DEPTH_SPACES:
-            raise ValueError(f"depth_space must be one of {DEPTH_SPACES}, got {self.depth_space!r}")
-        if self.variant not in LOSS_VARIANTS:
-            raise ValueError(f"loss variant must be one of {LOSS_VARIANTS}, got {self.variant!r}")
-        if self.camera_distance is not None and self.camera_distance not in CAMERA_DISTANCES:
-            raise ValueError(
-                f"camera_distance must be one of {CAMERA_DISTANCES} or null, got {self.camera_distance!r}"
-            )
-        for name in ("depth_gradient_loss", "point_gradient_loss"):
-            if getattr(self, name) not in GRADIENT_LOSSES:
-                raise ValueError(f"{name} must be one of {GRADIENT_LOSSES}, got {getattr(self, name)!r}")
+        self._check_choices()
         for name in ("camera_weight", "depth_weight", "point_weight", "track_weight", "conf_alpha"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -95,6 +85,19 @@ class LossConfig:
             )
         if self.huber_delta <= 0:
             raise ValueError(f"huber_delta must be > 0, got {self.huber_delta}")
+
+    def _check_choices(self) -> None:
+        if self.depth_space not in DEPTH_SPACES:
+            raise ValueError(f"depth_space must be one of {DEPTH_SPACES}, got {self.depth_space!r}")
+        if self.variant not in LOSS_VARIANTS:
+            raise ValueError(f"loss variant must be one of {LOSS_VARIANTS}, got {self.variant!r}")
+        if self.camera_distance is not None and self.camera_distance not in CAMERA_DISTANCES:
+            raise ValueError(
+                f"camera_distance must be one of {CAMERA_DISTANCES} or null, got {self.camera_distance!r}"
+            )
+        for name in ("depth_gradient_loss", "point_gradient_loss"):
+            if getattr(self, name) not in GRADIENT_LOSSES:
+                raise ValueError(f"{name} must be one of {GRADIENT_LOSSES}, got {getattr(self, name)!r}")
 
     @property
     def resolved_camera_distance(self) -> str:
@@ -417,72 +420,81 @@ class MultitaskLoss(torch.nn.Module):
 
     def forward(self, predictions: dict[str, Any], batch: dict[str, Any]) -> dict[str, Tensor]:
         cfg = self.config
+        tasks = (
+            (cfg.camera_weight, self._camera),
+            (cfg.depth_weight, self._depth),
+            (cfg.point_weight, self._points),
+            (cfg.track_weight, self._tracks),
+        )
         out: dict[str, Tensor] = {}
         objective = None
-
-        def add(value: Tensor, weight: float) -> None:
-            nonlocal objective
-            objective = weight * value if objective is None else objective + weight * value
-
-        image_hw = tuple(batch["images"].shape[-2:])
-        if cfg.camera_weight > 0:
-            if "pose_enc_list" not in predictions:
-                raise ValueError("camera_weight > 0 but the model has no camera head (enable_camera=False)")
-            cam = camera_loss(
-                predictions["pose_enc_list"],
-                batch["extrinsics"],
-                batch["intrinsics"],
-                image_hw,
-                batch["point_masks"],
-                cfg,
-            )
-            out.update(cam)
-            add(cam["loss_camera"], cfg.camera_weight)
-        if cfg.depth_weight > 0:
-            if "depth" not in predictions:
-                raise ValueError("depth_weight > 0 but the model has no depth head (enable_depth=False)")
-            pred_depth, gt_depth = predictions["depth"], batch["depths"][..., None]
-            if cfg.depth_space == "log":
-                pred_depth, gt_depth = pred_depth.clamp(min=1e-6).log(), gt_depth.clamp(min=1e-6).log()
-            depth = regression_loss(
-                pred_depth,
-                gt_depth,
-                batch["point_masks"],
-                predictions["depth_conf"],
-                cfg,
-                cfg.depth_gradient_loss,
-            )
-            out.update({f"loss_{k}_depth": v for k, v in depth.items()})
-            add(depth["conf"] + depth["reg"] + depth["grad"], cfg.depth_weight)
-        if cfg.point_weight > 0:
-            if "world_points" not in predictions:
-                raise ValueError("point_weight > 0 but the model has no point head (enable_point=False)")
-            point = regression_loss(
-                predictions["world_points"],
-                batch["world_points"],
-                batch["point_masks"],
-                predictions["world_points_conf"],
-                cfg,
-                cfg.point_gradient_loss,
-            )
-            out.update({f"loss_{k}_point": v for k, v in point.items()})
-            add(point["conf"] + point["reg"] + point["grad"], cfg.point_weight)
-        if cfg.track_weight > 0:
-            if "track_list" not in predictions:
-                raise ValueError(
-                    "track_weight > 0 but the model produced no tracks (track head off or no queries)"
-                )
-            track = track_loss(
-                predictions["track_list"],
-                predictions["vis"],
-                predictions.get("conf"),
-                batch["tracks"],
-                batch["track_vis_mask"],
-                cfg,
-            )
-            out.update(track)
-            add(track["loss_track"], cfg.track_weight)
+        for weight, task in tasks:
+            if weight <= 0:
+                continue
+            total, parts = task(predictions, batch)
+            out.update(parts)
+            objective = weight * total if objective is None else objective + weight * total
         if objective is None:
             raise ValueError("every loss weight is 0: nothing to train")
         out["objective"] = objective
         return out
+
+    # Each task returns (its total, the terms to log).
+    def _camera(self, predictions: dict[str, Any], batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+        if "pose_enc_list" not in predictions:
+            raise ValueError("camera_weight > 0 but the model has no camera head (enable_camera=False)")
+        parts = camera_loss(
+            predictions["pose_enc_list"],
+            batch["extrinsics"],
+            batch["intrinsics"],
+            tuple(batch["images"].shape[-2:]),
+            batch["point_masks"],
+            self.config,
+        )
+        return parts["loss_camera"], parts
+
+    def _depth(self, predictions: dict[str, Any], batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+        if "depth" not in predictions:
+            raise ValueError("depth_weight > 0 but the model has no depth head (enable_depth=False)")
+        pred_depth, gt_depth = predictions["depth"], batch["depths"][..., None]
+        if self.config.depth_space == "log":
+            pred_depth, gt_depth = pred_depth.clamp(min=1e-6).log(), gt_depth.clamp(min=1e-6).log()
+        depth = regression_loss(
+            pred_depth,
+            gt_depth,
+            batch["point_masks"],
+            predictions["depth_conf"],
+            self.config,
+            self.config.depth_gradient_loss,
+        )
+        total = depth["conf"] + depth["reg"] + depth["grad"]
+        return total, {f"loss_{k}_depth": v for k, v in depth.items()}
+
+    def _points(self, predictions: dict[str, Any], batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+        if "world_points" not in predictions:
+            raise ValueError("point_weight > 0 but the model has no point head (enable_point=False)")
+        point = regression_loss(
+            predictions["world_points"],
+            batch["world_points"],
+            batch["point_masks"],
+            predictions["world_points_conf"],
+            self.config,
+            self.config.point_gradient_loss,
+        )
+        total = point["conf"] + point["reg"] + point["grad"]
+        return total, {f"loss_{k}_point": v for k, v in point.items()}
+
+    def _tracks(self, predictions: dict[str, Any], batch: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+        if "track_list" not in predictions:
+            raise ValueError(
+                "track_weight > 0 but the model produced no tracks (track head off or no queries)"
+            )
+        parts = track_loss(
+            predictions["track_list"],
+            predictions["vis"],
+            predictions.get("conf"),
+            batch["tracks"],
+            batch["track_vis_mask"],
+            self.config,
+        )
+        return parts["loss_track"], parts
