@@ -11,7 +11,9 @@ correspondences.
 
 from __future__ import annotations
 
+from vggtkit.refine.align import AlignmentReport, Similarity, align, apply_similarity, load_positions
 from vggtkit.refine.cameras import Camera
+from vggtkit.refine.colmap import to_pycolmap, write_colmap_model
 from vggtkit.refine.correspondences import (
     ClassicalMatcher,
     Correspondences,
@@ -28,6 +30,13 @@ from vggtkit.refine.result import RefineResult
 from vggtkit.refine.tracks import Tracks
 
 __all__ = [
+    "AlignmentReport",
+    "Similarity",
+    "align",
+    "apply_similarity",
+    "load_positions",
+    "to_pycolmap",
+    "write_colmap_model",
     "BundleOptions",
     "Camera",
     "ClassicalMatcher",

@@ -12,9 +12,10 @@ wrong afterwards gives back the feed-forward reconstruction with a warning in th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,6 +57,19 @@ class _Setup:
     camera_ids: np.ndarray
     fixed: np.ndarray
     known: list[str]
+
+
+@contextlib.contextmanager
+def _quiet_pycolmap() -> Iterator[None]:
+    """Silence COLMAP's and Ceres' own log lines (solver retries) while refining; restore the level after."""
+    import pycolmap
+
+    previous = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = max(previous, 2)
+    try:
+        yield
+    finally:
+        pycolmap.logging.minloglevel = previous
 
 
 def initial_cameras(
@@ -361,7 +375,8 @@ def refine(
         options=options.to_dict(),
     )
     try:
-        return _run(reconstruction, setup, source, options, report, progress)
+        with _quiet_pycolmap():
+            return _run(reconstruction, setup, source, options, report, progress)
     except Exception as exc:  # the contract: refinement never fails the run
         logger.debug("refinement failed", exc_info=True)
         return _feed_forward_result(reconstruction, setup, report, f"refinement failed: {exc}")

@@ -79,6 +79,8 @@ class RefineReport:
         warnings: what went wrong, in words.
         seconds: time per stage.
         options: the options used.
+        alignment: how the result was aligned to known positions or a distance (see
+            :func:`vggtkit.refine.align`), or None.
     """
 
     status: str
@@ -95,6 +97,7 @@ class RefineReport:
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
+    alignment: dict[str, Any] | None = None
 
     @property
     def kept_frames(self) -> list[str]:
