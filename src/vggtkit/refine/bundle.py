@@ -94,7 +94,8 @@ def _solve(model: Any, state: RefineState, options: BundleOptions, refine_intrin
         config.add_image(image_id)
     # The anchor's pose is held; the gauge fix then holds one translation coordinate of another frame, which
     # fixes the scale (rescaled to the anchor's depth after the adjustment).
-    config.set_constant_rig_from_world_pose(model.image(state.anchor + 1).frame_id)
+    if state.registered[state.anchor]:
+        config.set_constant_rig_from_world_pose(model.image(state.anchor + 1).frame_id)
     config.fix_gauge(pycolmap.BundleAdjustmentGauge.TWO_CAMS_FROM_WORLD)
     for cid in np.unique(state.camera_ids[state.registered & state.fixed_intrinsics]):
         config.set_constant_cam_intrinsics(int(cid))

@@ -66,7 +66,7 @@ class Geometry:
         cameras: S cameras at original resolution.
         cam_from_world: (S, 3, 4) poses.
         depth_scale: (S,) factor from predicted to refined depth.
-        registered: (S,) bool, frames whose geometry was refined (only their pairs are matched again).
+        registered: (S,) bool, frames whose geometry is known (only their pairs are matched again).
     """
 
     cameras: list[Camera]
@@ -172,42 +172,55 @@ class ClassicalMatcher:
     def rematch(
         self, rec: Reconstruction, geometry: Geometry, progress: Progress | None = None
     ) -> Correspondences:
-        """Match the pairs of :meth:`find` again, guided by ``geometry`` where both frames are registered
-        (the unguided matches are kept for the other pairs)."""
+        """Match the pairs of :meth:`find` again, guided by ``geometry`` where both frames are registered and
+        the geometry confirms the pair's unguided matches; a registered pair it contradicts is dropped
+        (repeated texture), and pairs with an unregistered frame keep their unguided matches."""
         if self._features is None:
             raise ValueError("ClassicalMatcher.rematch needs find() to have run first")
-        features = self._features
         views = self._guide_views(rec, geometry)
-        matches: dict[tuple[int, int], np.ndarray] = {}
         o = self.options
+        matches: dict[tuple[int, int], np.ndarray] = {}
+        none = np.zeros((0, 2), np.int64)
         for n, (i, j) in enumerate(self._pairs):
-            if views[i] is not None and views[j] is not None and self._agrees(views[i], views[j], (i, j)):
+            if views[i] is None or views[j] is None:
+                found = self._matches.get((i, j), none)
+            elif self._agrees(geometry, (i, j)):
                 found = guided_matches(
                     views[i], views[j], o.guided_epipolar_px, o.guided_depth_range, o.guided_ratio
                 )
             else:
-                found = self._matches.get((i, j), np.zeros((0, 2), np.int64))
+                found = none
             if len(found) >= o.min_pair_matches:
                 matches[(i, j)] = found
             if progress is not None:
                 progress("guided match", n + 1, len(self._pairs))
         query_frames = sorted({q for pair in self._pairs for q in pair})
-        return self._correspondences(features, matches, query_frames)
+        return self._correspondences(self._features, matches, query_frames)
 
-    def _agrees(self, a: GuideView, b: GuideView, pair: tuple[int, int]) -> bool:
-        """Whether most of a pair's verified matches lie on the refined epipolar lines. Repeated texture can
-        give a pair a consistent but wrong set of matches; guided matching there would only find more of
-        them, so such a pair is left out."""
-        matches = self._matches.get(pair)
-        if matches is None or len(matches) == 0:
-            return True
-        F = fundamental_from_poses(a.camera.K(), a.cam_from_world, b.camera.K(), b.cam_from_world)
-        xy_a = np.concatenate((a.features.xy[matches[:, 0]], np.ones((len(matches), 1))), axis=1)
-        xy_b = np.concatenate((b.features.xy[matches[:, 1]], np.ones((len(matches), 1))), axis=1)
-        lines = xy_a @ F.T
-        distance = np.abs(np.sum(lines * xy_b, axis=1)) / np.maximum(
-            np.linalg.norm(lines[:, :2], axis=1), 1e-12
+    def _epipolar_distances(self, geometry: Geometry, pair: tuple[int, int]) -> np.ndarray:
+        """Distances (pixels, in the second frame) of a pair's unguided matches to their epipolar lines."""
+        assert self._features is not None
+        i, j = pair
+        matches = self._matches[pair]
+        F = fundamental_from_poses(
+            geometry.cameras[i].K(),
+            geometry.cam_from_world[i],
+            geometry.cameras[j].K(),
+            geometry.cam_from_world[j],
         )
+        ones = np.ones((len(matches), 1))
+        xy_a = np.concatenate((self._features[i].xy[matches[:, 0]], ones), axis=1)
+        xy_b = np.concatenate((self._features[j].xy[matches[:, 1]], ones), axis=1)
+        lines = xy_a @ F.T
+        return np.abs(np.sum(lines * xy_b, axis=1)) / np.maximum(np.linalg.norm(lines[:, :2], axis=1), 1e-12)
+
+    def _agrees(self, geometry: Geometry, pair: tuple[int, int]) -> bool:
+        """Whether most of a pair's verified matches lie on the geometry's epipolar lines. Repeated texture
+        can give a pair a consistent but wrong set of matches; guided matching there would only find more
+        of them, so such a pair is left out."""
+        if pair not in self._matches:
+            return True
+        distance = self._epipolar_distances(geometry, pair)
         return bool(np.mean(distance < self.options.guided_epipolar_px) >= PAIR_AGREEMENT)
 
     def _match_pair(self, a: Features, b: Features, seed: int) -> np.ndarray:

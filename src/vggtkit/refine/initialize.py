@@ -26,7 +26,9 @@ logger = logging.getLogger(__name__)
 
 _RANKED_CANDIDATES = 3  # frames tried by PnP per step, those with the most 2-D/3-D correspondences
 _BA_GROWTH = 1.2
-_ANCHOR_SHARE = 0.8  # adjust all registered frames whenever their number grew by this factor
+# The feed-forward pose is compared with the PnP pose at this multiple of the PnP threshold: a pose a few
+# degrees off (which bundle adjustment corrects) still agrees, a wrong one does not.
+_AGREEMENT_SLACK = 3.0  # adjust all registered frames whenever their number grew by this factor
 
 
 @dataclass
@@ -36,19 +38,18 @@ class _Candidate:
     pose: np.ndarray
     inlier_mask: np.ndarray  # over the frame's usable observations
     observations: np.ndarray  # indices into the tracks' observations
-    feed_forward_inliers: int
+    pnp_explains: int  # observations the PnP pose explains within the loose agreement threshold
+    feed_forward_explains: int  # ... and the feed-forward pose
 
 
 def choose_anchor(tracks: Tracks, num_frames: int, reference: int, min_inliers: int) -> int | None:
-    """The frame registration starts from: the best-connected frame (most observations), or the reference
-    frame when it has nearly as many (at least 80 %); None when no frame has ``min_inliers``.
-
-    Starting from a weakly connected frame lets its few (possibly wrong) matches decide the first poses."""
+    """The frame registration starts from: the reference frame when it has ``min_inliers`` observations,
+    else the best-connected frame; None when no frame has enough."""
     counts = tracks.per_frame(num_frames)
+    if counts[reference] >= min_inliers:
+        return reference
     best = int(np.argmax(counts)) if num_frames else 0
-    if counts[best] < min_inliers:
-        return None
-    return reference if counts[reference] >= _ANCHOR_SHARE * counts[best] else best
+    return best if counts[best] >= min_inliers else None
 
 
 def triangulate_tracks(state: RefineState, tracks: Tracks, which: np.ndarray, max_error_px: float) -> None:
@@ -105,10 +106,18 @@ def _evaluate(
     if found is None:
         return None
     inliers, pose, mask, obs = found
-    uv, depth = project(state.cameras[frame], feed_forward, state.points[tracks.track[obs]])
+    loose = _AGREEMENT_SLACK * threshold
+    explained = [_explained(state, tracks, frame, p, obs, loose) for p in (pose, feed_forward)]
+    return _Candidate(frame, inliers, pose, mask, obs, explained[0], explained[1])
+
+
+def _explained(
+    state: RefineState, tracks: Tracks, frame: int, pose: np.ndarray, obs: np.ndarray, threshold: float
+) -> int:
+    """How many of the observations ``obs`` of ``frame`` the pose puts within ``threshold`` pixels."""
+    uv, depth = project(state.cameras[frame], pose, state.points[tracks.track[obs]])
     error = np.linalg.norm(uv - tracks.xy[obs], axis=1)
-    agree = int(np.sum((depth > 0) & (error < threshold)))
-    return _Candidate(frame, inliers, pose, mask, obs, agree)
+    return int(np.sum((depth > 0) & (error < threshold)))
 
 
 def _next_candidate(
@@ -140,7 +149,7 @@ def _register(
     state: RefineState, tracks: Tracks, obs_depth: np.ndarray, found: _Candidate, agreement: float
 ) -> None:
     f = found.frame
-    keep_feed_forward = found.feed_forward_inliers >= agreement * found.inliers
+    keep_feed_forward = found.feed_forward_explains >= agreement * found.pnp_explains
     if keep_feed_forward:
         state.status[f] = FrameStatus.FEED_FORWARD_START
     else:
@@ -153,11 +162,13 @@ def _register(
     if len(ratio):
         state.depth_scale[f] = float(np.median(ratio))
     logger.debug(
-        "registered frame %d (%s): %d PnP inliers, the feed-forward pose explains %d",
+        "registered frame %d (%s): %d PnP inliers; within the agreement threshold PnP explains %d, the "
+        "feed-forward pose %d",
         f,
         state.status[f],
         found.inliers,
-        found.feed_forward_inliers,
+        found.pnp_explains,
+        found.feed_forward_explains,
     )
 
 

@@ -87,7 +87,9 @@ class InitOptions:
             fraction of the image's larger side (predicted depth is too coarse for pixel thresholds).
         min_inliers: a frame with fewer PnP inliers keeps its feed-forward pose and is not refined.
         agreement: the feed-forward pose is kept as the starting point when it explains at least this fraction
-            of the inliers PnP finds; otherwise the frame is re-initialised by PnP.
+            of the correspondences the PnP pose explains (both counted within three times the PnP
+            threshold, so that a pose a few degrees off still agrees); otherwise the frame is re-initialised
+            by PnP.
     """
 
     pnp_threshold: float = 0.03

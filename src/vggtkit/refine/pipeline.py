@@ -46,6 +46,9 @@ __all__ = ["initial_cameras", "refine"]
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
+FEED_FORWARD_BAND = (
+    0.04  # epipolar band for matching guided by the predicted cameras, share of the image size
+)
 _GATE = 2.0  # observations within this many times the reprojection threshold enter an adjustment round
 
 
@@ -160,17 +163,32 @@ def _rounds(
     return inliers
 
 
+def _replace_anchor(
+    state: RefineState, tracks: Tracks, obs_depth: np.ndarray, inliers: np.ndarray, dropped: dict[int, str]
+) -> None:
+    """The anchor lost its inliers: the trusted frame with the most inliers becomes the anchor (the scene
+    moves so that it gets its feed-forward pose back)."""
+    counts = np.bincount(tracks.frame[inliers], minlength=state.num_frames)
+    candidates = [f for f in np.nonzero(state.registered)[0] if f not in dropped]
+    if candidates:
+        state.move_anchor(int(max(candidates, key=lambda f: counts[f])), tracks, obs_depth, inliers)
+
+
 def _drop_untrusted(
     state: RefineState, tracks: Tracks, obs_depth: np.ndarray, inliers: np.ndarray, options: RefineOptions
 ) -> tuple[np.ndarray, dict[int, str]]:
     """Frames whose refinement is not trusted go back to their feed-forward camera (the others are adjusted
     once more without them)."""
     dropped = untrusted_frames(state, tracks, inliers, options.init.min_inliers)
+    if state.anchor in dropped:
+        _replace_anchor(state, tracks, obs_depth, inliers, dropped)
     for f in dropped:
         state.revert(f)
     if dropped:
         logger.info("not trusted, keeping the feed-forward camera: %s", dropped)
-        inliers = _rounds(state, tracks, obs_depth, options, count=1)
+        inliers = inliers & state.registered[tracks.frame]
+        if state.registered.sum() >= 2:
+            inliers = _rounds(state, tracks, obs_depth, options, count=1)
     return inliers, dropped
 
 

@@ -29,7 +29,8 @@ ERROR_FLOOR_PX = 0.5  # ... when it is also above this many pixels
 def untrusted_frames(
     state: RefineState, tracks: Tracks, inliers: np.ndarray, min_inliers: int
 ) -> dict[int, str]:
-    """Registered frames (never the anchor) whose refinement is not trusted, with the reason."""
+    """Registered frames whose refinement is not trusted, with the reason (the anchor only for too few
+    inliers: its pose is held, so its error says nothing)."""
     errors = state.observation_errors(tracks)
     counts = np.bincount(tracks.frame[inliers], minlength=state.num_frames)
     medians = np.full(state.num_frames, np.nan)
@@ -38,11 +39,9 @@ def untrusted_frames(
     typical = float(np.nanmedian(medians)) if np.isfinite(medians).any() else np.nan
     reasons: dict[int, str] = {}
     for f in np.nonzero(state.registered)[0]:
-        if f == state.anchor:
-            continue
         if counts[f] < min_inliers:
             reasons[int(f)] = f"{counts[f]} inliers after adjustment, fewer than {min_inliers}"
-        elif medians[f] > max(ERROR_RATIO * typical, ERROR_FLOOR_PX):
+        elif f != state.anchor and medians[f] > max(ERROR_RATIO * typical, ERROR_FLOOR_PX):
             reasons[int(f)] = (
                 f"median reprojection error {medians[f]:.2f} px, over {ERROR_RATIO:g} times the other frames' "
                 f"{typical:.2f} px: pose not trusted"
