@@ -220,6 +220,8 @@ def run(args: argparse.Namespace) -> int:
     alignment = _alignment(args)
     source = Path(args.predictions)
     rec = Reconstruction.load_npz(source)
+    if alignment:
+        align(rec, seed=args.seed, **alignment)  # names and positions are checked before the work
     out_dir = _output_dir(args, source)
     correspondences = _correspondences(args, options)
     start = time.perf_counter()
