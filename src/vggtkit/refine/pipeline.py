@@ -328,26 +328,35 @@ def _refine_state(
     tracks: Tracks,
     options: RefineOptions,
     anchor: int,
+    seconds: dict[str, float],
     progress: Progress | None,
 ) -> tuple[RefineState, Tracks, np.ndarray, dict[int, str]]:
     """Registration, adjustment rounds, guided matching, final rounds and the check of every frame.
-    Returns the state, the final tracks, their inliers and why frames were left out."""
+    Returns the state, the final tracks, their inliers and why frames were left out; ``seconds`` gets the
+    time of each stage."""
+    start = time.perf_counter()
     state = _state(rec, setup, anchor)
     obs_depth = sample_depth(rec, tracks.frame, tracks.xy)
     register_frames(state, tracks, obs_depth, options.init, options.bundle, options.seed, progress)
     inliers = _rounds(state, tracks, obs_depth, options)
     inliers, reasons = _verify_frames(state, tracks, obs_depth, inliers, options)
-    if options.matching.guided and isinstance(source, GuidedSource) and state.registered.sum() >= 2:
-        geometry = Geometry(state.cameras, state.cam_from_world, state.depth_scale, state.registered)
-        guided = source.rematch(rec, geometry, progress).tracks
-        if guided.num_observations >= inliers.sum():
-            tracks = guided
-            obs_depth = sample_depth(rec, tracks.frame, tracks.xy)
-            state.reset_points(len(tracks))
-            inliers = _rounds(state, tracks, obs_depth, options)
-            inliers, more = _verify_frames(state, tracks, obs_depth, inliers, options)
-            reasons = {f: r for f, r in {**reasons, **more}.items() if not state.registered[f]}
-    return state, tracks, inliers, reasons
+    seconds["registration"] = time.perf_counter() - start
+    if not (options.matching.guided and isinstance(source, GuidedSource) and state.registered.sum() >= 2):
+        return state, tracks, inliers, reasons
+    start = time.perf_counter()
+    geometry = Geometry(state.cameras, state.cam_from_world, state.depth_scale, state.registered)
+    guided = source.rematch(rec, geometry, progress).tracks
+    seconds["guided_matching"] = time.perf_counter() - start
+    if guided.num_observations < inliers.sum():
+        return state, tracks, inliers, reasons
+    start = time.perf_counter()
+    obs_depth = sample_depth(rec, guided.frame, guided.xy)
+    state.reset_points(len(guided))
+    inliers = _rounds(state, guided, obs_depth, options)
+    inliers, more = _verify_frames(state, guided, obs_depth, inliers, options)
+    seconds["final_adjustment"] = time.perf_counter() - start
+    reasons = {f: r for f, r in {**reasons, **more}.items() if not state.registered[f]}
+    return state, guided, inliers, reasons
 
 
 def refine(
@@ -425,11 +434,9 @@ def _run(
             f"no frame has {options.init.min_inliers} correspondences ({tracks.num_observations} in all): "
             "nothing to match",
         )
-    step = time.perf_counter()
     state, tracks_final, inliers, reasons = _refine_state(
-        rec, setup, source, tracks, options, anchor, progress
+        rec, setup, source, tracks, options, anchor, report.seconds, progress
     )
-    report.seconds["bundle_adjustment"] = time.perf_counter() - step
     for f in np.nonzero(~state.registered)[0]:
         reasons.setdefault(int(f), f"fewer than {options.init.min_inliers} correspondences agree on a pose")
     inliers &= state.registered[tracks_final.frame]

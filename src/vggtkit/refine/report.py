@@ -77,7 +77,8 @@ class RefineReport:
         num_tracks, num_observations, mean_track_length: the refined model's correspondences.
         frames: per-frame reports, in frame order.
         warnings: what went wrong, in words.
-        seconds: time per stage.
+        seconds: time per stage: correspondences, registration (with its adjustments), guided_matching,
+            final_adjustment, total.
         options: the options used.
         alignment: how the result was aligned to known positions or a distance (see
             :func:`vggtkit.refine.align`), or None.
