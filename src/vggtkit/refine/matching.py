@@ -3,36 +3,64 @@ fundamental matrix; and guided matching along known epipolar lines within a dept
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from vggtkit.refine.cameras import Camera, fundamental_from_poses, project, unproject
 from vggtkit.refine.features import Features
 
 __all__ = ["GuideView", "guided_matches", "mutual_ratio_matches", "verify_fundamental"]
 
-_ROWS = 1024  # keypoints of the first image per block of guided matching (bounds the distance matrix)
+_ROWS = 1024  # keypoints of the first image per block of similarities (bounds their memory)
 
 
-def _nearest_two_blocks(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each row of ``a``: its nearest row of ``b``, that distance and the second-nearest distance
-    (Euclidean, unit-length descriptors), computed in blocks of rows."""
-    nearest = np.empty(len(a), np.int64)
-    d1 = np.empty(len(a))
-    d2 = np.empty(len(a))
-    for start in range(0, len(a), _ROWS):
-        rows = slice(start, min(start + _ROWS, len(a)))
-        dist = np.sqrt(np.maximum(2.0 - 2.0 * (a[rows] @ b.T), 0.0))
-        nearest[rows], d1[rows], d2[rows] = _two_nearest(dist)
-    return nearest, d1, d2
+def _mutual_matches(
+    blocks: Iterable[tuple[slice, torch.Tensor]], na: int, nb: int, ratio: float
+) -> np.ndarray:
+    """Mutual nearest neighbours passing the ratio test, from blocks of descriptor similarities
+    ``(rows of a, (n, nb) dot products of unit descriptors)`` covering all of a's rows (-inf where a pair is
+    ruled out). Returns (K, 2) ``[index in a, index in b]``.
+
+    For unit vectors the squared distance is ``2 - 2 dot``, so the ratio test ``d1 < ratio d2`` reads
+    ``2 - 2 s1 < ratio^2 (2 - 2 s2)`` on the two best similarities.
+    """
+    forward = np.full(na, -1, np.int64)
+    column_best = torch.full((nb,), -torch.inf)
+    backward = torch.full((nb,), -1, dtype=torch.int64)
+    for rows, score in blocks:
+        if nb >= 2:
+            best, index = torch.topk(score, 2, dim=1)
+            second = best[:, 1]
+        else:
+            best, index, second = (
+                score,
+                torch.zeros_like(score, dtype=torch.int64),
+                torch.full((len(score),), -torch.inf),
+            )
+        passes = torch.isfinite(best[:, 0]) & (2 - 2 * best[:, 0] < ratio**2 * (2 - 2 * second))
+        forward[rows] = torch.where(passes, index[:, 0], -1).numpy()
+        block_best, block_index = score.max(dim=0)
+        better = block_best > column_best
+        column_best[better] = block_best[better]
+        backward[better] = block_index[better] + rows.start
+    a_idx = np.nonzero(forward >= 0)[0]
+    a_idx = a_idx[backward.numpy()[forward[a_idx]] == a_idx]
+    return np.stack((a_idx, forward[a_idx]), axis=1).astype(np.int64)
+
+
+def _row_blocks(count: int) -> Iterator[slice]:
+    for start in range(0, count, _ROWS):
+        yield slice(start, min(start + _ROWS, count))
 
 
 def mutual_ratio_matches(a: np.ndarray, b: np.ndarray, ratio: float) -> np.ndarray:
     """Matches between descriptor sets that are mutual nearest neighbours and pass Lowe's ratio test.
 
     Args:
-        a, b: (Na, D), (Nb, D) float32 unit-length descriptors.
+        a, b: (Na, D), (Nb, D) float32 unit-length descriptors (Euclidean distances).
         ratio: the nearest distance must be below ``ratio`` times the second nearest (from a to b).
 
     Returns:
@@ -40,10 +68,12 @@ def mutual_ratio_matches(a: np.ndarray, b: np.ndarray, ratio: float) -> np.ndarr
     """
     if len(a) < 2 or len(b) < 2:
         return np.zeros((0, 2), np.int64)
-    forward, d1, d2 = _nearest_two_blocks(a, b)
-    backward, _, _ = _nearest_two_blocks(b, a)
-    a_idx = np.nonzero((d1 < ratio * d2) & (backward[forward] == np.arange(len(a))))[0]
-    return np.stack((a_idx, forward[a_idx]), axis=1).astype(np.int64)
+    a_t, b_t = (
+        torch.from_numpy(np.ascontiguousarray(a, np.float32)),
+        torch.from_numpy(np.ascontiguousarray(b, np.float32)),
+    )
+    blocks = ((rows, a_t[rows] @ b_t.T) for rows in _row_blocks(len(a)))
+    return _mutual_matches(blocks, len(a), len(b), ratio)
 
 
 def verify_fundamental(xy_a: np.ndarray, xy_b: np.ndarray, threshold: float, seed: int) -> np.ndarray:
@@ -135,28 +165,17 @@ def _candidates(
     return i[ok], j[ok]
 
 
-def _candidate_distances(
+def _candidate_scores(
     view_a: GuideView, view_b: GuideView, rows: slice, F: np.ndarray, epipolar_px: float, depth_range: float
-) -> np.ndarray:
-    """(n, Nb) descriptor distances of keypoints ``rows`` of a to all keypoints of b; inf where the geometry
-    rules a pair out."""
+) -> torch.Tensor:
+    """(n, Nb) descriptor similarities of keypoints ``rows`` of a to all keypoints of b; -inf where the
+    geometry rules a pair out."""
     i, j = _candidates(view_a, view_b, rows, F, epipolar_px, depth_range)
     desc_a = view_a.features.descriptors[rows]
     dot = np.einsum("nd,nd->n", desc_a[i], view_b.features.descriptors[j])
-    dist = np.full((len(desc_a), len(view_b.features)), np.inf)
-    dist[i, j] = np.sqrt(np.maximum(2.0 - 2.0 * dot, 0.0))
-    return dist
-
-
-def _two_nearest(dist: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row of (n, m) distances: the nearest column, its distance and the second-nearest distance."""
-    if dist.shape[1] < 2:
-        return np.zeros(len(dist), np.int64), dist[:, 0], np.full(len(dist), np.inf)
-    two = np.argpartition(dist, 1, axis=1)[:, :2]
-    values = np.take_along_axis(dist, two, axis=1)
-    first = np.argmin(values, axis=1)
-    rows = np.arange(len(dist))
-    return two[rows, first], values[rows, first], values[rows, 1 - first]
+    score = torch.full((len(desc_a), len(view_b.features)), -torch.inf)
+    score[torch.from_numpy(i), torch.from_numpy(j)] = torch.from_numpy(dot.astype(np.float32))
+    return score
 
 
 def guided_matches(
@@ -176,18 +195,8 @@ def guided_matches(
     F = fundamental_from_poses(
         view_a.camera.K(), view_a.cam_from_world, view_b.camera.K(), view_b.cam_from_world
     )
-    best = np.full(na, -1, np.int64)
-    column_best = np.full(nb, np.inf)
-    column_arg = np.full(nb, -1, np.int64)
-    for start in range(0, na, _ROWS):
-        rows = slice(start, min(start + _ROWS, na))
-        dist = _candidate_distances(view_a, view_b, rows, F, epipolar_px, depth_range)
-        nearest, d1, d2 = _two_nearest(dist)
-        best[rows] = np.where(np.isfinite(d1) & (d1 < ratio * d2), nearest, -1)
-        block_min = dist.min(axis=0)
-        better = block_min < column_best
-        column_best[better] = block_min[better]
-        column_arg[better] = np.argmin(dist, axis=0)[better] + start
-    a_idx = np.nonzero(best >= 0)[0]
-    a_idx = a_idx[column_arg[best[a_idx]] == a_idx]
-    return np.stack((a_idx, best[a_idx]), axis=1).astype(np.int64)
+    blocks = (
+        (rows, _candidate_scores(view_a, view_b, rows, F, epipolar_px, depth_range))
+        for rows in _row_blocks(na)
+    )
+    return _mutual_matches(blocks, na, nb, ratio)

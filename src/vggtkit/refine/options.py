@@ -86,7 +86,11 @@ class InitOptions:
         pnp_threshold: RANSAC reprojection threshold of PnP against points from the predicted depth, as a
             fraction of the image's larger side (predicted depth is too coarse for pixel thresholds).
         min_inliers: a frame with fewer PnP inliers keeps its feed-forward pose and is not refined.
-        agreement: the feed-forward pose is kept as the starting point when it explains at least this fraction
+        feed_forward_tolerance: refinement first adjusts every frame from its feed-forward camera at once;
+            that start is kept when at least half the frames end trusted and none of them turned by more
+            than this many degrees (relative to the anchor) on the way. Otherwise the feed-forward cameras
+            are taken to be too far off, and frames are registered one by one (PnP).
+        agreement: when registering one by one, the feed-forward pose is kept as the starting point when it explains at least this fraction
             of the correspondences the PnP pose explains (both counted within three times the PnP
             threshold, so that a pose a few degrees off still agrees); otherwise the frame is re-initialised
             by PnP.
@@ -94,10 +98,11 @@ class InitOptions:
 
     pnp_threshold: float = 0.03
     min_inliers: int = 20
+    feed_forward_tolerance: float = 10.0
     agreement: float = 0.8
 
     def __post_init__(self) -> None:
-        _check_positive(self, "pnp_threshold")
+        _check_positive(self, "pnp_threshold", "feed_forward_tolerance")
         _check_int_at_least(self, 4, "min_inliers")
         if not 0 < self.agreement <= 1:
             raise ValueError(f"InitOptions.agreement must lie in (0, 1], got {self.agreement!r}")

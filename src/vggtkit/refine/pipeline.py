@@ -46,9 +46,7 @@ __all__ = ["initial_cameras", "refine"]
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int], None]
-FEED_FORWARD_BAND = (
-    0.04  # epipolar band for matching guided by the predicted cameras, share of the image size
-)
+_VERIFY_ROUNDS = 4  # drop / register-again cycles at most
 _GATE = 2.0  # observations within this many times the reprojection threshold enter an adjustment round
 
 
@@ -59,7 +57,6 @@ class _Setup:
     cameras: list[Camera]
     camera_ids: np.ndarray
     fixed: np.ndarray
-    known: list[str]
 
 
 @contextlib.contextmanager
@@ -195,22 +192,24 @@ def _drop_untrusted(
 def _verify_frames(
     state: RefineState, tracks: Tracks, obs_depth: np.ndarray, inliers: np.ndarray, options: RefineOptions
 ) -> tuple[np.ndarray, dict[int, str]]:
-    """Drop untrusted frames, try to register the frames left out against the adjusted points, repeat once.
-    Returns the inliers and the reason for every frame left out."""
+    """Drop untrusted frames and try to register the frames left out against the adjusted points, until
+    nothing changes (a few times at most); then a last check. Returns the inliers and the reason for every
+    frame left out."""
     reasons: dict[int, str] = {}
-    for _ in range(2):
+    threshold = 2.0 * options.bundle.max_reproj_error
+    for _ in range(_VERIFY_ROUNDS):
         inliers, dropped = _drop_untrusted(state, tracks, obs_depth, inliers, options)
         reasons.update(dropped)
         left_out = [int(f) for f in np.nonzero(~state.registered)[0]]
-        threshold = 2.0 * options.bundle.max_reproj_error
         again = reregister_frames(
             state, tracks, inliers, left_out, threshold, options.init.min_inliers, options.seed
         )
-        if not again:
-            return inliers, reasons
         for f in again:
             reasons.pop(f, None)
-        inliers = _rounds(state, tracks, obs_depth, options, count=1)
+        if again:
+            inliers = _rounds(state, tracks, obs_depth, options, count=1)
+        elif not dropped:
+            return inliers, reasons
     inliers, dropped = _drop_untrusted(state, tracks, obs_depth, inliers, options)
     reasons.update(dropped)
     return inliers, reasons
@@ -304,6 +303,7 @@ def _feed_forward_result(
     for frame in report.frames:
         frame.status, frame.refined, frame.inliers_after = FrameStatus.KEPT, [], 0
         frame.reason = frame.reason or warning
+        frame.focal_after, frame.reproj_error_after, frame.depth_scale = frame.focal_before, None, 1.0
     s = rec.num_frames
     ones = np.ones(s)
     if setup.fixed.any():
@@ -321,6 +321,59 @@ def _feed_forward_result(
     )
 
 
+def _start_from_feed_forward(
+    rec: Reconstruction,
+    setup: _Setup,
+    tracks: Tracks,
+    obs_depth: np.ndarray,
+    options: RefineOptions,
+    anchor: int,
+) -> tuple[RefineState, np.ndarray] | None:
+    """Adjust every frame with enough correspondences from its feed-forward camera at once. Accepted when
+    every such frame ends trusted: the feed-forward cameras were close enough. Otherwise (a weak camera
+    head) None, and frames are registered one by one. Starting all frames near the truth keeps repeated
+    texture from pulling single frames to a wrong pose, which one-by-one PnP cannot rule out."""
+    state = _state(rec, setup, anchor)
+    candidates = tracks.per_frame(rec.num_frames) >= options.init.min_inliers
+    state.registered |= candidates
+    for f in np.nonzero(candidates)[0]:
+        if f != anchor:
+            state.status[f] = FrameStatus.FEED_FORWARD_START
+    state.reset_points(len(tracks))
+    state.seed_points(tracks, obs_depth)
+    everything = np.ones(tracks.num_observations, bool)
+    inliers = adjust(state, tracks, everything, obs_depth, options.bundle, options.bundle.filter_schedule)
+    inliers = _rounds(state, tracks, obs_depth, options)
+    untrusted = untrusted_frames(state, tracks, inliers, options.init.min_inliers)
+    moved = _rotation_change(state)
+    far = [int(f) for f in np.nonzero(moved > options.init.feed_forward_tolerance)[0] if f not in untrusted]
+    accepted = not far and len(untrusted) <= candidates.sum() / 2
+    logger.info(
+        "starting every frame from its predicted camera: %s (%d of %d frames not trusted, %d moved over %g "
+        "degrees)",
+        "accepted" if accepted else "rejected",
+        len(untrusted),
+        int(candidates.sum()),
+        len(far),
+        options.init.feed_forward_tolerance,
+    )
+    return (state, inliers) if accepted else None
+
+
+def _rotation_change(state: RefineState) -> np.ndarray:
+    """(S,) degrees between each registered frame's rotation relative to the anchor, refined and
+    feed-forward (0 for the others)."""
+    anchor_now = state.cam_from_world[state.anchor, :, :3]
+    anchor_before = state.feed_forward[state.anchor, :, :3]
+    out = np.zeros(state.num_frames)
+    for f in np.nonzero(state.registered)[0]:
+        now = state.cam_from_world[f, :, :3] @ anchor_now.T
+        before = state.feed_forward[f, :, :3] @ anchor_before.T
+        cos = (np.trace(now @ before.T) - 1.0) / 2.0
+        out[f] = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    return out
+
+
 def _refine_state(
     rec: Reconstruction,
     setup: _Setup,
@@ -335,10 +388,14 @@ def _refine_state(
     Returns the state, the final tracks, their inliers and why frames were left out; ``seconds`` gets the
     time of each stage."""
     start = time.perf_counter()
-    state = _state(rec, setup, anchor)
     obs_depth = sample_depth(rec, tracks.frame, tracks.xy)
-    register_frames(state, tracks, obs_depth, options.init, options.bundle, options.seed, progress)
-    inliers = _rounds(state, tracks, obs_depth, options)
+    started = _start_from_feed_forward(rec, setup, tracks, obs_depth, options, anchor)
+    if started is not None:
+        state, inliers = started
+    else:
+        state = _state(rec, setup, anchor)
+        register_frames(state, tracks, obs_depth, options.init, options.bundle, options.seed, progress)
+        inliers = _rounds(state, tracks, obs_depth, options)
     inliers, reasons = _verify_frames(state, tracks, obs_depth, inliers, options)
     seconds["registration"] = time.perf_counter() - start
     if not (options.matching.guided and isinstance(source, GuidedSource) and state.registered.sum() >= 2):
@@ -391,7 +448,7 @@ def refine(
         raise ValueError(f"options must be a RefineOptions, got {type(options).__name__}")
     cameras, camera_ids, fixed = initial_cameras(reconstruction, options, intrinsics)
     known = [n for n, f in zip(reconstruction.names, fixed, strict=True) if f]
-    setup = _Setup(cameras, camera_ids, fixed, known)
+    setup = _Setup(cameras, camera_ids, fixed)
     source = correspondences or ClassicalMatcher(options.matching, seed=options.seed)
     report = RefineReport(
         status="refined",
