@@ -59,7 +59,7 @@ def test_internal_failure_is_reported_not_raised(perturbed, monkeypatch) -> None
     def broken(*args, **kwargs):
         raise RuntimeError("solver exploded")
 
-    monkeypatch.setattr(pipeline, "register_frames", broken)
+    monkeypatch.setattr(pipeline, "adjust", broken)
     result = refine(perturbed)
     assert result.report.status == "feed-forward"
     assert result.report.warnings == ["refinement failed: solver exploded"]
