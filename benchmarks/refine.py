@@ -11,7 +11,10 @@ Three parts, each printing a Markdown table:
   distance to the first camera, depth with 2 % noise per pixel and up to 5 % per frame: mean rotation error
   (relative to the first camera) before and after refinement.
 * ``timing``: refinement time for 10, 25 and 50 frames at 518 px (perturbed ground-truth start, as a good
-  model gives), split into correspondences and adjustment.
+  model gives), split into stages.
+* ``track-head``: the cost of the track-head source (one forward pass per query frame) beside the classical
+  matcher on the same scene: the shipped model's architecture with a track head added (random weights: no
+  trained track head exists here, so only the cost means something).
 
     python benchmarks/refine.py                              # everything (about 30 min on 2 busy cores)
     python benchmarks/refine.py --parts model --seeds 100 101 102
@@ -251,6 +254,46 @@ def run_timing_part(counts: list[int], size: int, seed: int) -> dict:
     return {"rows": rows}
 
 
+def run_track_head_part(seed: int, size: int, frames: int, query_points: int) -> dict:
+    import vggtkit
+    from vggtkit.models.vggt.config import preset_config
+    from vggtkit.refine import ClassicalMatcher
+    from vggtkit.refine.track_head import TrackHeadSource
+
+    sample = _render(seed, frames, size)
+    work = Path(tempfile.mkdtemp(prefix="refine-bench-track-"))
+    try:
+        paths = _write_images(sample, work)
+        rec = vggtkit.reconstruct(paths, model="tiny-synthetic", device="cpu", resolution=112)
+        query = list(range(frames))
+        start = time.perf_counter()
+        classical = ClassicalMatcher().find(rec, query)
+        classical_s = time.perf_counter() - start
+        torch.manual_seed(0)
+        model = vggtkit.VGGT(preset_config("tiny-synthetic", enable_track=True)).eval()
+        source = TrackHeadSource(model, max_query_points=query_points)
+        start = time.perf_counter()
+        tracked = source.find(rec, query)
+        track_s = time.perf_counter() - start
+        start = time.perf_counter()
+        with torch.inference_mode():
+            model(torch.from_numpy(rec.images))
+        forward_s = time.perf_counter() - start
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "frames": frames,
+        "query_frames": len(query),
+        "query_points": query_points,
+        "classical_s": classical_s,
+        "classical_tracks": len(classical.tracks),
+        "track_head_s": track_s,
+        "track_head_s_per_query": float(np.mean(source.seconds_per_query)),
+        "forward_without_tracks_s": forward_s,
+        "track_head_tracks": len(tracked.tracks),
+    }
+
+
 # ----------------------------------------------------------------------------------------------- tables
 def print_model_table(part: dict) -> None:
     methods = [m for m in part["summary"]]
@@ -295,14 +338,30 @@ def print_timing_table(part: dict, size: int) -> None:
         )
 
 
+def print_track_head_table(part: dict) -> None:
+    print(
+        f"\n### Correspondences for {part['frames']} frames (all query frames): classical matcher vs track head\n"
+    )
+    print("| source | seconds | per query frame | tracks |\n|---|---:|---:|---:|")
+    print(
+        f"| classical (SIFT at original resolution) | {part['classical_s']:.1f} | | {part['classical_tracks']} |"
+    )
+    print(
+        f"| track head, {part['query_points']} query points (random weights) | {part['track_head_s']:.1f} | "
+        f"{part['track_head_s_per_query']:.2f} | {part['track_head_tracks']} |"
+    )
+    print(f"| one forward pass without query points | {part['forward_without_tracks_s']:.2f} | | |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--parts",
         nargs="+",
-        choices=("model", "perturbed", "timing"),
-        default=["model", "perturbed", "timing"],
+        choices=("model", "perturbed", "timing", "track-head"),
+        default=["model", "perturbed", "timing", "track-head"],
     )
+    parser.add_argument("--query-points", type=int, default=1024, help="track-head part: per query frame")
     parser.add_argument("--seeds", nargs="+", type=int, default=list(range(100, 116)))
     parser.add_argument("--size", type=int, default=448)
     parser.add_argument("--frames", type=int, default=6)
@@ -326,6 +385,9 @@ def main() -> None:
     if "timing" in args.parts:
         results["timing"] = run_timing_part(args.timing_frames, args.timing_size, seed=args.seeds[0])
         print_timing_table(results["timing"], args.timing_size)
+    if "track-head" in args.parts:
+        results["track-head"] = run_track_head_part(args.seeds[0], args.size, args.frames, args.query_points)
+        print_track_head_table(results["track-head"])
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
