@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vggtkit.utils.dtypes import DTYPE_CHOICES
+
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run",
@@ -72,9 +74,14 @@ def main() -> int:
     parser.add_argument("--checkpoint", default=None, help="model for the demo (default: the demo's default)")
     parser.add_argument("--images", type=int, default=3, help="images per upload (default: 3)")
     parser.add_argument("--size", default="640x480", help="image size WxH (default: 640x480)")
-    parser.add_argument("--resolution", type=int, default=518, help="model input width (default: 518)")
+    parser.add_argument(
+        "--resolution",
+        type=int,
+        default=None,
+        help="model input width (default: the demo's, the model's img_size)",
+    )
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--dtype", default=DTYPE_CHOICES[0], choices=DTYPE_CHOICES)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--screenshot", default=None, help="save a picture of the last 3-D view here (PNG)")
@@ -91,8 +98,9 @@ def main() -> int:
     width, height = (int(v) for v in args.size.lower().split("x"))
     (work / "inputs").mkdir()
     paths = _images(work / "inputs", args.images, width, height)
+    sizing = {} if args.resolution is None else {"resolution": args.resolution}
     demo = build_demo(args.checkpoint, device=args.device, dtype=args.dtype, workdir_root=work / "app",
-                      resolution=args.resolution, examples=None)  # fmt: skip
+                      examples=None, **sizing)  # fmt: skip
     url = launch_demo(demo, prevent_thread_lock=True, quiet=True)
     rows = []
     import re
@@ -129,7 +137,8 @@ def main() -> int:
         demo.close()
         shutil.rmtree(work, ignore_errors=True)
     totals, drawn = [r[2] for r in rows], [r[3] for r in rows]
-    print(f"{args.images} images {args.size} at {args.resolution} px, model {demo.vggtkit.runner.source}, "
+    at = f"{args.resolution} px" if args.resolution else "the demo's default resolution"
+    print(f"{args.images} images {args.size} at {at}, model {demo.vggtkit.runner.source}, "
           f"{len(rows)} runs: upload to GLB in the viewer median {statistics.median(totals):.2f} s (min "
           f"{min(totals):.2f}, max {max(totals):.2f}); upload to points drawn median "
           f"{statistics.median(drawn):.2f} s (min {min(drawn):.2f}, max {max(drawn):.2f})")  # fmt: skip

@@ -1,6 +1,6 @@
-"""Reduced-precision drift on the golden tiny fixture, against the float32 reference path.
+"""Reduced-precision drift on the golden tiny fixture, against the float32 reference plan.
 
-Compares each precision mode of the fast path with the float32 reference path on the golden model and inputs
+Compares each precision mode of the lean plans with the float32 reference plan on the golden model and inputs
 (tests/fixtures/golden/tiny), and with an emulation of the official code under ``torch.autocast("cpu",
 bfloat16)`` (our reference modules under autocast, heads included, as the official heads only disable CUDA
 autocast). The issue's numbers for the official code on this CPU: median relative depth error 0.5%, pose encoding
@@ -22,7 +22,8 @@ import torch
 from safetensors.torch import load_file
 
 from vggtkit import VGGT, VGGTConfig
-from vggtkit.inference import InferenceOptions
+from vggtkit.inference import ExecutionPlan, InferenceOptions
+from vggtkit.utils.atomic import atomic_path
 
 GOLDEN = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "golden" / "tiny"
 OFFICIAL = {"depth_median_rel_err": 0.005, "pose_max_abs_err": 0.1}
@@ -37,7 +38,7 @@ def golden() -> tuple[VGGT, torch.Tensor, torch.Tensor]:
 
 
 def official_autocast(model: VGGT, images: torch.Tensor, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """The reference modules under CPU autocast, heads included (what the official code does on a CPU)."""
+    """The modules under CPU autocast with the plain plan, heads included (what the official code does on a CPU)."""
     with torch.no_grad(), torch.autocast("cpu", dtype=dtype):
         tokens, start = model.aggregator(images)
         pose = model.camera_head(tokens[-1])[-1]
@@ -74,19 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model, images, queries = golden()
     with torch.no_grad():
-        ref = model(images, queries, options=InferenceOptions.reference())
+        ref = model(images, queries, options=ExecutionPlan.reference())
         modes = {
-            "fast float32": InferenceOptions(),
-            "fast bfloat16 (heads float32)": InferenceOptions(dtype="bfloat16"),
-            "fast bfloat16, layers stored float32": InferenceOptions(
+            "lean float32": InferenceOptions(),
+            "lean bfloat16 (heads float32)": InferenceOptions(dtype="bfloat16"),
+            "lean bfloat16, layers stored float32": InferenceOptions(
                 dtype="bfloat16", store_layers_dtype="float32"
             ),
-            "fast bfloat16, heads bfloat16": InferenceOptions(dtype="bfloat16", heads_dtype="bfloat16"),
+            "lean bfloat16, heads bfloat16": InferenceOptions(dtype="bfloat16", heads_dtype="bfloat16"),
         }
         rows = {name: drift(model(images, queries, options=o), ref) for name, o in modes.items()}
         # Last: bfloat16 weights are converted in place, on a copy so the float32 model stays for the emulation.
         lean = copy.deepcopy(model)
-        rows["fast bfloat16, heads and weights bfloat16"] = drift(
+        rows["lean bfloat16, heads and weights bfloat16"] = drift(
             lean(images, queries, options=InferenceOptions(dtype="bfloat16", heads_dtype="bfloat16",
                                                            weights_dtype="bfloat16")),
             ref,
@@ -106,16 +107,16 @@ def main(argv: list[str] | None = None) -> int:
           f"{OFFICIAL['pose_max_abs_err']} | - |")  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps({"reference": "fast path vs float32 reference path, golden tiny", "modes": rows,
-                               "official_issue_numbers": OFFICIAL, "torch": torch.__version__}, indent=1))  # fmt: skip
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps({"reference": "lean plans vs the float32 reference plan, golden tiny",
+                                   "modes": rows, "official_issue_numbers": OFFICIAL,
+                                   "torch": torch.__version__}, indent=1))  # fmt: skip
     print(f"\nresults: {out}")
     ok = all(
         r["depth_median_rel_err"] <= OFFICIAL["depth_median_rel_err"]
         and r["pose_max_abs_err"] <= OFFICIAL["pose_max_abs_err"]
         for name, r in rows.items()
-        if name.startswith("fast")
+        if name.startswith("lean")
     )
     return 0 if ok else 1
 

@@ -1,7 +1,8 @@
 """Time and peak memory of the whole pipeline: photos on disk -> reconstruct() -> exports.
 
-Each configuration runs in its own process (so the peak RSS is its own) on synthetic 640x480 JPEG photos, with
-random weights (no checkpoint is needed). Prints a Markdown table.
+Each configuration runs in its own process on synthetic 640x480 JPEG photos, with random weights (no checkpoint
+is needed), at the model's own image size unless --resolution is given. Peak memory is the process's peak RSS
+from building the model to the last export (``vggtkit.utils.memory.PeakMemory``). Prints a Markdown table.
 
     python benchmarks/pipeline.py                                  # tiny and full (VGGT-1B), 8 frames
     python benchmarks/pipeline.py --configs tiny --frames 4 16 --resolution 518
@@ -12,12 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from vggtkit.utils.dtypes import DTYPE_CHOICES
 
 COLUMNS = (
     "config",
@@ -30,7 +32,7 @@ COLUMNS = (
     "postprocess s",
     "export s",
     "total s",
-    "peak RSS GiB",
+    "peak RSS",
     "points (glb / ply / colmap)",
 )
 
@@ -65,17 +67,18 @@ class _StageLog:
             print(f"[{time.perf_counter() - self._start:7.1f} s] {stage}", file=sys.stderr, flush=True)
 
 
-def _run_one(config: str, frames: int, resolution: int, dtype: str, exports: str) -> dict:
+def _run_one(config: str, frames: int, resolution: int | None, dtype: str, exports: str) -> dict:
     import torch
 
     from vggtkit import VGGT, VGGTConfig, reconstruct, tiny_config
     from vggtkit.export import ExportOptions, export_all
+    from vggtkit.utils.memory import PeakMemory, format_bytes
 
     torch.manual_seed(0)
-    start = time.perf_counter()
-    model = VGGT(tiny_config() if config == "tiny" else VGGTConfig()).eval()
-    init = time.perf_counter() - start
-    with tempfile.TemporaryDirectory() as tmp:
+    with PeakMemory("cpu") as memory, tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        model = VGGT(tiny_config() if config == "tiny" else VGGTConfig()).eval()
+        init = time.perf_counter() - start
         tmp_path = Path(tmp)
         (tmp_path / "photos").mkdir()
         _photos(tmp_path / "photos", frames)
@@ -86,7 +89,6 @@ def _run_one(config: str, frames: int, resolution: int, dtype: str, exports: str
         t1 = time.perf_counter()
         results = export_all(rec, tmp_path / "out", exports, ExportOptions(conf_threshold=50))
         t2 = time.perf_counter()
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
     points = " / ".join(str(results[n].points) if n in results else "-" for n in ("glb", "ply", "colmap"))
     h, w = rec.model_hw
     return {
@@ -100,7 +102,7 @@ def _run_one(config: str, frames: int, resolution: int, dtype: str, exports: str
         "postprocess s": f"{rec.timings['postprocess']:.2f}",
         "export s": f"{t2 - t1:.1f}",
         "total s": f"{t2 - t0:.1f}",
-        "peak RSS GiB": f"{rss / 2**30:.2f}",
+        "peak RSS": format_bytes(memory.peak_bytes),
         "points (glb / ply / colmap)": points,
     }
 
@@ -111,8 +113,8 @@ def main() -> int:
     )
     parser.add_argument("--configs", nargs="+", default=["tiny", "full"], choices=("tiny", "full"))
     parser.add_argument("--frames", nargs="+", type=int, default=[8])
-    parser.add_argument("--resolution", type=int, default=518)
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    parser.add_argument("--resolution", type=int, default=None, help="default: the model's img_size")
+    parser.add_argument("--dtype", default=DTYPE_CHOICES[0], choices=DTYPE_CHOICES)
     parser.add_argument("--exports", default="npz,glb,ply,colmap")
     parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)  # child process mode
     args = parser.parse_args()
@@ -124,21 +126,10 @@ def main() -> int:
     rows = []
     for config in args.configs:
         for frames in args.frames:
-            cmd = [
-                sys.executable,
-                __file__,
-                "--single",
-                "--configs",
-                config,
-                "--frames",
-                str(frames),
-                "--resolution",
-                str(args.resolution),
-                "--dtype",
-                args.dtype,
-                "--exports",
-                args.exports,
-            ]
+            cmd = [sys.executable, __file__, "--single", "--configs", config, "--frames", str(frames)]
+            cmd += ["--dtype", args.dtype, "--exports", args.exports]
+            if args.resolution is not None:
+                cmd += ["--resolution", str(args.resolution)]
             done = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)  # stderr: live stage log
             if done.returncode != 0:
                 print(f"{config} x {frames} failed (exit code {done.returncode})", file=sys.stderr)

@@ -1,4 +1,6 @@
-"""Checkpoint I/O: strict loading from folders, files and the Hugging Face hub; safetensors saving."""
+"""Checkpoint I/O for every model family: finding checkpoints (bundled names, folders, files, Hugging Face hub ids),
+reading state dicts and configs, strict loading, and safetensors saving. Nothing here knows a model class: the
+families (:mod:`vggtkit.models`) say how to build a model from a config."""
 
 from __future__ import annotations
 
@@ -7,17 +9,15 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from vggtkit.models.vggt.config import VGGTConfig
-
-if TYPE_CHECKING:
-    from vggtkit.models.vggt.model import VGGT
+from vggtkit.utils.atomic import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -93,23 +93,33 @@ def _check_keys(expected: Mapping[str, Tensor], state: Mapping[str, Tensor]) -> 
         raise CheckpointError(
             "checkpoint does not match the model configuration: "
             + "; ".join(problems)
-            + ". Pass the config.json that belongs to these weights (or the matching VGGTConfig)."
+            + ". Use the config.json that belongs to these weights (or the matching model configuration)."
         )
 
 
 # ----------------------------------------------------------------------------- sources
-def _read_config(path: Path) -> VGGTConfig:
+def read_config_dict(path: str | Path) -> dict[str, Any]:
+    """The model configuration in a ``config.json``: its ``model`` object, or the whole object.
+
+    Raises:
+        CheckpointError: the file cannot be read or holds no JSON object.
+    """
+    path = Path(path)
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"cannot read model configuration {path}: {exc}") from exc
     if not isinstance(data, dict):
-        raise CheckpointError(f"{path} must hold a JSON object of VGGTConfig fields")
-    data = data.get("model", data) if isinstance(data.get("model"), dict) else data
+        raise CheckpointError(f"{path} must hold a JSON object of model configuration fields")
+    return data["model"] if isinstance(data.get("model"), dict) else data
+
+
+def build_config(config_class: Callable[..., Any], fields: Mapping[str, Any], origin: str) -> Any:
+    """``config_class.from_dict(fields)``, with invalid fields reported as a CheckpointError naming ``origin``."""
     try:
-        return VGGTConfig.from_dict(data)
+        return config_class.from_dict(dict(fields))
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"invalid model configuration in {path}: {exc}") from exc
+        raise CheckpointError(f"invalid model configuration in {origin}: {exc}") from exc
 
 
 def _weights_in(folder: Path) -> Path:
@@ -122,6 +132,15 @@ def _weights_in(folder: Path) -> Path:
 def _looks_like_repo_id(source: str) -> bool:
     parts = source.split("/")
     return len(parts) == 2 and all(parts) and not source.startswith((".", "~")) and "\\" not in source
+
+
+def _hub_file(source: str) -> tuple[str, str] | None:
+    """(repo id, file name) of an ``owner/repo/file.pt`` source: one weights file of a hub repo that holds several
+    (facebook/VGGT-Omega ships vggt_omega_1b_512.pt and vggt_omega_1b_256_text.pt)."""
+    repo, _, name = source.rpartition("/")
+    if _looks_like_repo_id(repo) and name and Path(name).suffix in WEIGHT_SUFFIXES:
+        return repo, name
+    return None
 
 
 def _hub_reachable(endpoint: str, timeout: float = 3.0) -> bool:
@@ -143,9 +162,14 @@ def _hub_reachable(endpoint: str, timeout: float = 3.0) -> bool:
 
 
 def _download_from_hub(
-    repo_id: str, cache_dir: str | Path | None, revision: str | None, local_files_only: bool | None
+    repo_id: str,
+    cache_dir: str | Path | None,
+    revision: str | None,
+    local_files_only: bool | None,
+    weights_names: tuple[str, ...] = WEIGHTS_NAMES,
 ) -> tuple[Path, Path | None]:
-    """Resolve (weights, config) of a hub repo from the cache, downloading only when the hub is reachable."""
+    """Resolve (weights, config) of a hub repo from the cache, downloading only when the hub is reachable; the
+    weights are the first of ``weights_names`` the repo holds."""
     from huggingface_hub import constants, hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
@@ -164,24 +188,27 @@ def _download_from_hub(
             raise CheckpointError(f"cannot download {filename} from the hub repo {repo_id}: {exc}") from exc
 
     def fetch_weights(local_only: bool) -> Path | None:
-        for name in WEIGHTS_NAMES:
+        for name in weights_names:
             path = fetch(name, local_only)
             if path is not None:
                 return path
         return None
 
+    one_file = weights_names != WEIGHTS_NAMES
+    what = f"{repo_id}/{weights_names[0]}" if one_file else repo_id
     weights = fetch_weights(local_only=True)
     if weights is None:
         if offline or not _hub_reachable(constants.ENDPOINT):
             raise CheckpointError(
-                f"the checkpoint {repo_id} is not in the Hugging Face cache and the hub cannot be reached"
+                f"the checkpoint {what} is not in the Hugging Face cache"
+                f"{' (nor a local file)' if one_file else ''} and the hub cannot be reached"
                 f"{' (offline mode is on)' if offline else ''}. Download it on a connected machine with "
-                f"`huggingface-cli download {repo_id}` (then copy ~/.cache/huggingface), or pass a local "
-                "folder or weights file (--checkpoint PATH)."
+                f"`hf download {repo_id}{' ' + weights_names[0] if one_file else ''}` (then copy "
+                "~/.cache/huggingface), or give a local folder or weights file as the checkpoint."
             )
         weights = fetch_weights(local_only=False)
         if weights is None:
-            raise CheckpointError(f"the hub repo {repo_id} has none of {', '.join(WEIGHTS_NAMES)}")
+            raise CheckpointError(f"the hub repo {repo_id} has none of {', '.join(weights_names)}")
     config = fetch(CONFIG_NAME, local_only=True) or (
         None if offline else fetch(CONFIG_NAME, local_only=False)
     )
@@ -197,7 +224,8 @@ def resolve_checkpoint(
     """Find (weights file, config.json or None) for a source.
 
     Sources: a bundled model name (see ``BUNDLED_MODELS``), a folder in the Hugging Face layout, a weights file
-    (``.safetensors``, ``.pt``, ``.pth``, ``.bin``; a ``config.json`` beside it is used), or a hub repo id.
+    (``.safetensors``, ``.pt``, ``.pth``, ``.bin``; a ``config.json`` beside it is used), a hub repo id, or one
+    weights file of a hub repo (``owner/repo/file.pt``, when no such local file exists).
     """
     text = str(source)
     if text in BUNDLED_MODELS:
@@ -214,6 +242,9 @@ def resolve_checkpoint(
             )
         config = path.parent / CONFIG_NAME
         return path, config if config.is_file() else None
+    hub_file = _hub_file(text)
+    if hub_file is not None:
+        return _download_from_hub(hub_file[0], cache_dir, revision, local_files_only, (hub_file[1],))
     if path.suffix in WEIGHT_SUFFIXES or os.sep in text.strip("/") and not _looks_like_repo_id(text):
         raise CheckpointError(f"checkpoint path {path} does not exist")
     if _looks_like_repo_id(text):
@@ -225,30 +256,47 @@ def resolve_checkpoint(
     )
 
 
-def load_pretrained(
-    cls: type[VGGT],
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint read from disk: where the weights came from, its config.json (if any) and the state dict."""
+
+    weights: Path
+    config: dict[str, Any] | None
+    config_path: Path | None
+    state: dict[str, Tensor]
+
+
+def load_checkpoint(
     source: str | Path,
-    config: VGGTConfig | None = None,
     map_location: str | torch.device = "cpu",
     cache_dir: str | Path | None = None,
     revision: str | None = None,
     local_files_only: bool | None = None,
-) -> VGGT:
-    """Build ``cls`` from a checkpoint and load it strictly; returns the model in eval mode.
-
-    The config is, in order: the ``config`` argument, the checkpoint's ``config.json``, or the VGGT-1B defaults
-    (the official ``model.pt`` comes without one).
-    """
+) -> Checkpoint:
+    """Resolve ``source`` (see :func:`resolve_checkpoint`) and read its weights and config."""
     weights, config_path = resolve_checkpoint(source, cache_dir, revision, local_files_only)
-    if config is None:
-        config = _read_config(config_path) if config_path is not None else VGGTConfig()
-    state = read_state_dict(weights, map_location)
+    config = read_config_dict(config_path) if config_path is not None else None
+    return Checkpoint(weights, config, config_path, read_state_dict(weights, map_location))
+
+
+def load_strict(
+    build: Callable[[], nn.Module], checkpoint: Checkpoint, map_location: str | torch.device = "cpu"
+) -> nn.Module:
+    """Build a model on the meta device, check every key and shape, and adopt the checkpoint's tensors.
+
+    Returns the model on ``map_location`` in eval mode.
+
+    Raises:
+        CheckpointError: a missing, unexpected or mis-shaped key (all of them are named).
+    """
     with torch.device("meta"):
-        model = cls(config)
-    check_state_dict(model, state)
+        model = build()
+    check_state_dict(model, checkpoint.state)
     # assign=True adopts the loaded tensors instead of allocating and copying a second set of weights.
-    model.load_state_dict(state, strict=True, assign=True)
-    logger.info("loaded %s (%d tensors) from %s", cls.__name__, len(state), weights)
+    model.load_state_dict(checkpoint.state, strict=True, assign=True)
+    logger.info(
+        "loaded %s (%d tensors) from %s", type(model).__name__, len(checkpoint.state), checkpoint.weights
+    )
     return model.to(map_location).eval()
 
 
@@ -286,8 +334,9 @@ def load_matching_weights(
     return initialised, skipped
 
 
-def save_pretrained(model: VGGT, directory: str | Path) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` atomically (temporary names, then rename)."""
+def save_pretrained(model: nn.Module, directory: str | Path) -> Path:
+    """Write ``config.json`` (``model.config.to_dict()``) and ``model.safetensors`` into ``directory``, each
+    under a temporary name first."""
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -295,10 +344,8 @@ def save_pretrained(model: VGGT, directory: str | Path) -> Path:
         raise CheckpointError(f"cannot save into {directory}: it exists and is not a folder")
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp_weights = directory / ".model.safetensors.tmp"
-    tmp_config = directory / ".config.json.tmp"
-    save_file(state, str(tmp_weights), metadata={"format": "pt"})
-    tmp_config.write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
-    os.replace(tmp_weights, directory / "model.safetensors")
-    os.replace(tmp_config, directory / CONFIG_NAME)
+    with atomic_path(directory / "model.safetensors") as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    with atomic_path(directory / CONFIG_NAME) as tmp:
+        tmp.write_text(json.dumps(model.config.to_dict(), indent=2) + "\n")
     return directory

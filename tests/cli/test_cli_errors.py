@@ -12,6 +12,7 @@ from PIL import Image
 
 from vggtkit import VGGT, tiny_config
 from vggtkit.cli import main
+from vggtkit.cli.common import in_cli_terms
 
 RES = ["--resolution", "56"]
 
@@ -88,6 +89,12 @@ def test_option_mistakes(tmp_path: Path, checkpoint: Path, capsys) -> None:
         ],
     )
     assert "--fps must be > 0" in _error_line(capsys, [*base, "-o", str(tmp_path / "o"), "--fps", "0"])
+    assert "--max-frames must be >= 1" in _error_line(
+        capsys, [*base, "-o", str(tmp_path / "o"), "--max-frames", "0"]
+    )
+    assert "--reference must be a frame index >= 0" in _error_line(
+        capsys, [*base, "-o", str(tmp_path / "o"), "--reference", "-1"]
+    )
     assert "sky model not found" in _error_line(
         capsys, [*base, "-o", str(tmp_path / "o"), "--sky-model", "x.onnx"]
     )
@@ -121,7 +128,7 @@ def test_checkpoint_mistakes(tmp_path: Path, checkpoint: Path, capsys) -> None:
     start = time.perf_counter()
     line = _error_line(capsys, [*base, "--checkpoint", "someone/not-cached-vggt"])
     assert time.perf_counter() - start < 10
-    assert "not in the Hugging Face cache" in line and "--checkpoint PATH" in line
+    assert "not in the Hugging Face cache" in line and "hf download someone/not-cached-vggt" in line
 
 
 def test_out_of_memory(tmp_path: Path, checkpoint: Path, capsys, monkeypatch) -> None:
@@ -143,13 +150,72 @@ def test_out_of_memory(tmp_path: Path, checkpoint: Path, capsys, monkeypatch) ->
         ],
     )
     assert "out of memory" in line and "--max-frames 1" in line and "--dtype bfloat16" in line
-    assert "--resolution" in line
+    assert "--resolution 42 or --resolution 28" in line
+    assert "max_frames" not in line and "dtype=" not in line  # the library's words, mapped to flags
+
+
+def test_library_words_become_flags(photos: Path, checkpoint: Path, tmp_path: Path, capsys) -> None:
+    """Library errors name options (shared_camera=True, resolution=...); the command line names its flags."""
+    line = _error_line(
+        capsys,
+        [
+            "reconstruct",
+            str(photos),
+            "-o",
+            str(tmp_path / "out"),
+            "--checkpoint",
+            str(checkpoint),
+            *RES,
+            "--export",
+            "colmap",
+            "--shared-camera",
+        ],
+    )
+    assert "--shared-camera needs images of one size, got 3 sizes" in line
+    assert line.endswith("use one camera per image (without --shared-camera)")
+    _image(tmp_path / "strip" / "strip.png", (2000, 14))
+    line = _error_line(
+        capsys,
+        [
+            "reconstruct",
+            str(tmp_path / "strip"),
+            "-o",
+            str(tmp_path / "o"),
+            "--checkpoint",
+            str(checkpoint),
+            *RES,
+        ],
+    )
+    assert "too elongated" in line and "use a larger resolution (--resolution 1008)" in line
+
+
+@pytest.mark.parametrize(
+    ("library", "cli"),
+    [
+        (
+            "try fewer frames (max_frames=4), dtype='bfloat16'",
+            "try fewer frames (--max-frames 4), --dtype bfloat16",
+        ),
+        ("shared_camera=True needs one size", "--shared-camera needs one size"),
+        ("(shared_camera=False)", "(without --shared-camera)"),
+        ("lower conf_threshold or turn off the masks", "lower --conf-threshold or turn off the masks"),
+        ("fps must be > 0, got 0", "--fps must be > 0, got 0"),
+        ("reference frame 4 is out of range", "reference frame 4 is out of range"),  # English, not an option
+        ("frame 2 is out of range: frames 0..1", "frame 2 is out of range: frames 0..1"),
+        (
+            "image file not found: '/d/max_frames=3/conf_threshold.png'",
+            "image file not found: '/d/max_frames=3/conf_threshold.png'",
+        ),
+    ],
+)
+def test_in_cli_terms(library: str, cli: str) -> None:
+    assert in_cli_terms(library) == cli
 
 
 def test_export_mistakes(tmp_path: Path, capsys) -> None:
     assert "predictions file not found" in _error_line(capsys, ["export", str(tmp_path / "none.npz")])
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
-    assert "cannot read" in _error_line(capsys, ["export", str(tmp_path / "bad.npz")])
+    assert "is not an npz file" in _error_line(capsys, ["export", str(tmp_path / "bad.npz")])
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     assert "not a VGGT predictions file" in _error_line(capsys, ["export", str(tmp_path / "other.npz")])
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from vggtkit import Reconstruction
 from vggtkit.geometry import extri_intri_to_pose_encoding
-from vggtkit.pipeline import Reconstruction
-from vggtkit.pipeline.run import _original_from_model
+from vggtkit.io.images import original_from_model, preprocess_layout
 
 MODEL_HW = (42, 56)
 ORIGINAL_WH = (224, 168)  # 4x the model resolution: resized to 56x42 without crop
@@ -61,8 +61,8 @@ def synthetic_reconstruction(
     conf = (1.0 + 2.0 * rng.random((n_frames, h, w))).astype(np.float32)
     extrinsic_arr = np.stack(extrinsic)
     intrinsic = np.tile(K, (n_frames, 1, 1))
-    a = _original_from_model(ORIGINAL_WH[0], ORIGINAL_WH[1], w, h, 0, 0)
-    original_from_model = np.tile(a, (n_frames, 1, 1))
+    a = original_from_model(*ORIGINAL_WH, preprocess_layout(*ORIGINAL_WH, "crop", w))
+    maps = np.tile(a, (n_frames, 1, 1))
     pose_enc = extri_intri_to_pose_encoding(
         torch.from_numpy(extrinsic_arr)[None], torch.from_numpy(intrinsic)[None], (h, w)
     )[0].numpy()
@@ -76,8 +76,8 @@ def synthetic_reconstruction(
         world_points_conf=conf.copy(),
         world_points_from_depth=points_arr.astype(np.float32),
         images=rgb,
-        intrinsic_original=original_from_model @ intrinsic,
-        original_from_model=original_from_model,
+        intrinsic_original=maps @ intrinsic,
+        original_from_model=maps,
         original_hw=np.tile(np.array([ORIGINAL_WH[1], ORIGINAL_WH[0]]), (n_frames, 1)),
         names=[f"view_{i}.png" for i in range(n_frames)],
         image_paths=[""] * n_frames,

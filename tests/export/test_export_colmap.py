@@ -10,7 +10,7 @@ import pytest
 
 from vggtkit.export import ExportOptions, export_colmap
 from vggtkit.export.colmap import camera_params
-from vggtkit.export.tracks import build_tracks
+from vggtkit.export.tracks import DepthViews, build_tracks
 from vggtkit.geometry import project_points
 
 ALL = ExportOptions(conf_threshold=0)
@@ -111,22 +111,25 @@ def test_single_frame_gives_a_model_without_points(make_scene, tmp_path: Path, c
 
 def test_tracks_reject_views_that_disagree(scene) -> None:
     mask = scene.content_mask()
-    args = (
-        scene.world_points_from_depth,
-        scene.depth[..., 0],
-        mask,
-        scene.extrinsic,
-        scene.intrinsic,
-        scene.colors(),
+    agreeing = build_tracks(
+        DepthViews(
+            scene.world_points_from_depth,
+            scene.depth[..., 0],
+            mask,
+            scene.extrinsic,
+            scene.intrinsic,
+            scene.colors(),
+        )
     )
-    agreeing = build_tracks(*args)
     # Frame 0's depth (and points) 20 % too far: its geometry now disagrees with every other frame.
     depth = scene.depth[..., 0].copy()
     depth[0] *= 1.2
     points = scene.world_points_from_depth.astype(np.float64)
     centre = scene.world_from_cam()[0, :3, 3]
     points[0] = centre + (points[0] - centre) * 1.2
-    disagreeing = build_tracks(points, depth, mask, scene.extrinsic, scene.intrinsic, scene.colors())
+    disagreeing = build_tracks(
+        DepthViews(points, depth, mask, scene.extrinsic, scene.intrinsic, scene.colors())
+    )
     assert len(agreeing) > 1000 and len(disagreeing) > 500  # frames 1..3 still agree among themselves
     with_frame0 = np.isin(disagreeing.point, disagreeing.point[disagreeing.frame == 0])
     assert with_frame0.sum() == 0  # no track joins frame 0 with another frame

@@ -12,6 +12,7 @@ import pytest
 import trimesh
 
 from vggtkit.export import (
+    EXPORT_DESCRIPTIONS,
     EXPORTERS,
     ExportOptions,
     export_all,
@@ -300,3 +301,17 @@ def test_export_all_rejects_a_file_as_output(scene, tmp_path: Path) -> None:
     (tmp_path / "out").write_text("")
     with pytest.raises(ValueError, match="is a file"):
         export_all(scene, tmp_path / "out", "glb")
+
+
+def test_registry_writes_every_format_where_it_says(scene, tmp_path: Path) -> None:
+    """export_all runs every registered exporter once; each writes its target; transforms reuses ply's file."""
+    results = export_all(scene, tmp_path, "all", ExportOptions(conf_threshold=10))
+    assert list(results) == list(EXPORTERS) == list(EXPORT_DESCRIPTIONS)
+    for name, exporter in EXPORTERS.items():
+        # The main file is the target itself, or inside it (colmap: sparse/0 in the output folder).
+        assert results[name].path.is_relative_to(tmp_path / exporter.target), name
+        assert results[name].path.exists(), name
+    assert results["transforms"].points is None and results["ply"].points > 0  # points.ply written once
+    assert json.loads((tmp_path / "transforms.json").read_text())["ply_file_path"] == "points.ply"
+    # The names importable from vggtkit.export are the registry's exporters.
+    assert export_glb is EXPORTERS["glb"] and export_transforms_json is EXPORTERS["transforms"]

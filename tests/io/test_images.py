@@ -12,6 +12,7 @@ from PIL import Image
 
 from _golden import GOLDEN_DIR, assert_golden, load_golden
 from vggtkit.io import load_and_preprocess_images, load_rgb_image
+from vggtkit.io.images import original_from_model, preprocess_layout
 
 IMAGES_DIR = GOLDEN_DIR / "images"
 
@@ -130,3 +131,16 @@ def test_non_image_file_raises_with_its_name(tmp_path: Path) -> None:
     fake.write_text("this is not an image\n")
     with pytest.raises(ValueError, match="cannot read .*notes.png"):
         load_and_preprocess_images([fake])
+
+
+def test_original_from_model_maps_pixel_edges() -> None:
+    """A 90x180 portrait in crop mode at 56 px: resized to 56x112, rows 28..83 kept. The model image's edges
+    (pixel centres at integers, so edges at -0.5 and 55.5) land on the original's columns and kept rows."""
+    layout = preprocess_layout(90, 180, "crop", 56)
+    assert (layout.resized_w, layout.resized_h, layout.top) == (56, 112, -28)
+    corners = np.array([[-0.5, -0.5, 1.0], [55.5, 55.5, 1.0]])
+    a = original_from_model(90, 180, layout)
+    np.testing.assert_allclose((corners @ a.T)[:, :2], [[-0.5, 44.5], [89.5, 134.5]])
+    # Padding added above the image in a batch moves the image down: the same original row is 7 rows lower.
+    padded = original_from_model(90, 180, layout, pad=(7, 0))
+    np.testing.assert_allclose(padded @ [10.0, 17.0, 1.0], a @ [10.0, 10.0, 1.0])

@@ -6,6 +6,8 @@ import torch
 
 from _golden import golden_config_dict, load_golden
 from vggtkit import VGGT, VGGTConfig, tiny_config
+from vggtkit.inference import ExecutionPlan
+from vggtkit.layers.dpt import DenseRun
 
 
 def test_batch_of_two_equals_two_single_runs(golden_vggt):
@@ -38,8 +40,8 @@ def test_dpt_frame_chunks_match_one_pass(golden_vggt):
     images = torch.rand(1, 11, 3, 28, 42)
     with torch.no_grad():
         tokens, start = golden_vggt.aggregator(images)
-        chunked = golden_vggt.depth_head(tokens, images, start, frames_chunk_size=4)
-        whole = golden_vggt.depth_head(tokens, images, start, frames_chunk_size=None)
+        chunked = golden_vggt.depth_head(tokens, images, start, DenseRun(frames_chunk=4))
+        whole = golden_vggt.depth_head(tokens, images, start, DenseRun(frames_chunk=None))
     torch.testing.assert_close(chunked[0], whole[0])
     torch.testing.assert_close(chunked[1], whole[1])
 
@@ -47,7 +49,7 @@ def test_dpt_frame_chunks_match_one_pass(golden_vggt):
 def test_only_head_layers_are_kept(golden_vggt):
     images = torch.rand(1, 2, 3, 28, 28)
     with torch.no_grad():
-        tokens, _ = golden_vggt.aggregator(images, keep_layers=golden_vggt.config.head_layers)
+        tokens, _ = golden_vggt.aggregator(images, ExecutionPlan())
     kept = [i for i, t in enumerate(tokens) if t is not None]
     assert kept == list(golden_vggt.config.head_layers)
     config = tiny_config(depth=6, dpt_layers=(0, 2, 3, 4))
@@ -66,8 +68,7 @@ def test_disabled_heads_have_no_keys_or_outputs():
 
 def test_training_mode_has_no_images_key_and_backpropagates():
     model = VGGT(tiny_config(enable_track=False)).train()
-    model.aggregator.gradient_checkpointing = True
-    out = model(torch.rand(1, 2, 3, 28, 28))
+    out = model(torch.rand(1, 2, 3, 28, 28), options=ExecutionPlan(gradient_checkpointing=True))
     assert "images" not in out
     (out["depth"].mean() + out["pose_enc"].square().mean()).backward()
     assert model.aggregator.frame_blocks[0].attn.qkv.weight.grad is not None

@@ -13,10 +13,13 @@ import pytest
 import torch
 from PIL import Image
 
-from vggtkit import Reconstruction, reconstruct
-from vggtkit.pipeline import OFFICIAL_KEYS, InsufficientMemoryError
+from vggtkit import VGGT, Reconstruction, reconstruct, tiny_config
+from vggtkit.pipeline import OFFICIAL_KEYS, FrameSampling, InsufficientMemoryError, ReconstructOptions
 
 RES = 56
+pytestmark = pytest.mark.usefixtures(
+    "one_thread"
+)  # tiny models: one thread is far faster on a busy 2-core machine
 
 
 def _marker_image(path: Path, w: int, h: int, x: int, y: int) -> Path:
@@ -136,13 +139,18 @@ def test_out_of_memory_becomes_a_clear_error(golden_vggt, monkeypatch) -> None:
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     monkeypatch.setattr("vggtkit.pipeline.run._run_model", oom)
-    with pytest.raises(InsufficientMemoryError, match=r"--max-frames 1.*bfloat16.*resolution"):
+    # The advice names the library's options (the command line maps them to its flags).
+    message = r"3 frames at 28x28 on cpu; try fewer frames \(max_frames=1\), dtype='bfloat16' or a smaller resolution \(resolution=14\)$"
+    with pytest.raises(InsufficientMemoryError, match=message):
         reconstruct(torch.rand(3, 3, 28, 28), golden_vggt, device="cpu")
 
 
 @pytest.mark.parametrize(
     ("size", "message"),
-    [((10, 40), "smaller than one 14x14 patch"), ((2000, 14), "too elongated")],
+    [
+        ((10, 40), "smaller than one 14x14 patch"),
+        ((2000, 14), r"too elongated: at 56 px .*use a larger resolution \(resolution=1008\)"),
+    ],
 )
 def test_tiny_and_elongated_images(golden_vggt, tmp_path: Path, size, message: str) -> None:
     Image.new("RGB", size, (90, 90, 90)).save(tmp_path / "x.png")
@@ -158,6 +166,10 @@ def test_argument_errors(golden_vggt, tmp_path: Path) -> None:
         reconstruct(tmp_path, golden_vggt, device="cpu", resolution=50)
     with pytest.raises(ValueError, match="dtype"):
         reconstruct(tmp_path, golden_vggt, device="cpu", dtype="int8")
+    with pytest.raises(ValueError, match="mode must be 'crop' or 'pad'"):
+        reconstruct(tmp_path, golden_vggt, mode="square")
+    with pytest.raises(TypeError, match="unknown option.*resolutoin.*the options are device, dtype"):
+        reconstruct(tmp_path, golden_vggt, resolutoin=RES)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         reconstruct(torch.full((1, 3, 28, 28), 255.0), golden_vggt, device="cpu")
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
@@ -171,3 +183,55 @@ def test_degenerate_focal_is_repaired_with_a_warning(golden_vggt, caplog) -> Non
         rec = reconstruct(torch.rand(2, 3, 42, 56), golden_vggt, device="cpu")
     assert np.isfinite(rec.intrinsic).all() and np.isfinite(rec.world_points_from_depth).all()
     assert any("degenerate field of view" in r.getMessage() for r in caplog.records)
+
+
+def test_resolution_defaults_to_the_models_img_size(tmp_path: Path) -> None:
+    """A model trained at 70 px runs at 70 px unless told otherwise; images keep their aspect ratio."""
+    model = VGGT(tiny_config(img_size=70)).eval()
+    Image.new("RGB", (160, 120), (90, 120, 150)).save(tmp_path / "a.png")
+    assert reconstruct(tmp_path, model, device="cpu").model_hw == (56, 70)  # 120 * 70 / 160 = 52.5 -> 56
+    assert reconstruct(tmp_path, model, device="cpu", resolution=28).model_hw == (28, 28)
+
+
+def test_options_object_and_keywords_agree(golden_vggt, marker_dir: Path) -> None:
+    options = ReconstructOptions(
+        device="cpu", resolution=RES, reference=2, sampling=FrameSampling(max_frames=3)
+    )
+    from_options = reconstruct(marker_dir, golden_vggt, options)
+    # Keywords override fields of the options object; the object itself is unchanged (frozen).
+    from_keywords = reconstruct(marker_dir, golden_vggt, options, reference=2, dtype="float32")
+    assert from_options.reference_index == from_keywords.reference_index == 2
+    np.testing.assert_array_equal(from_options.depth, from_keywords.depth)
+    assert reconstruct(marker_dir, golden_vggt, options, reference=0).reference_index == 0
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"resolution": 50}, "resolution must be a positive multiple of 14"),
+        ({"resolution": True}, "resolution must be a positive multiple of 14"),
+        ({"reference": -1}, "reference must be a frame index >= 0"),
+        ({"mode": "fit"}, "mode must be 'crop' or 'pad'"),
+        ({"dtype": "float64"}, "dtype must be one of float32, bfloat16, float16"),
+        ({"sampling": 2.0}, "sampling must be a FrameSampling"),
+    ],
+)
+def test_options_validate_themselves(fields: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        ReconstructOptions(**fields)
+
+
+def test_a_truncated_predictions_file_is_a_clear_error(tmp_path):
+    import numpy as np
+
+    from vggtkit.reconstruction import Reconstruction
+
+    path = tmp_path / "predictions.npz"
+    arrays = {k: np.zeros(s) for k, s in {"pose_enc": (1, 1, 9), "depth": (1, 4, 4, 1), "depth_conf": (1, 4, 4),
+                                            "images": (1, 3, 4, 4), "extrinsic": (1, 3, 4), "intrinsic": (1, 3, 3)}.items()}  # fmt: skip
+    np.savez_compressed(path, **arrays)
+    data = path.read_bytes()
+    for cut in (len(data) // 2, len(data) - 30):
+        path.write_bytes(data[:cut])
+        with pytest.raises(ValueError, match="damaged"):
+            Reconstruction.load_npz(path)

@@ -69,7 +69,7 @@ def test_user_mistakes(predictions: Path, tmp_path: Path, capsys) -> None:
     base = ["refine", str(predictions), "-o", str(tmp_path / "o")]
     assert "not found" in _error_line(capsys, ["refine", str(tmp_path / "missing.npz")])
     (tmp_path / "bad.npz").write_text("nope")
-    assert "cannot read" in _error_line(capsys, ["refine", str(tmp_path / "bad.npz")])
+    assert "not an npz file" in _error_line(capsys, ["refine", str(tmp_path / "bad.npz")])
     (tmp_path / "file").write_text("")
     assert "is a file" in _error_line(capsys, ["refine", str(predictions), "-o", str(tmp_path / "file")])
     assert "not both" in _error_line(capsys, [*base, "--focal", "200", "--intrinsics", "k.json"])

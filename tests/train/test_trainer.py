@@ -10,7 +10,7 @@ import torch
 from vggtkit import VGGT
 from vggtkit.data.synthetic import SyntheticSceneConfig, render_scene
 from vggtkit.train.config import TrainConfig, apply_overrides
-from vggtkit.train.trainer import freeze_modules, learning_rate, parameter_groups, train
+from vggtkit.train.trainer import freeze_modules, learning_rate, parameter_groups, train, training_plan
 
 BASE = [
     "model.preset=test-tiny",
@@ -167,7 +167,8 @@ def test_bf16_autocast_and_gradient_checkpointing_run(tmp_path, scenes):
     result = train(config, source=scenes)
     assert result.step == 2 and result.skipped == 0
     assert all(torch.isfinite(torch.tensor(v)) for v in result.losses.values())
-    assert result.model.aggregator.gradient_checkpointing
+    plan = training_plan(config.optim, torch.bfloat16)
+    assert plan.gradient_checkpointing and plan.dtype == torch.bfloat16 and not plan.in_place
 
 
 def test_track_head_trains_with_the_track_loss_under_zoom(tmp_path):

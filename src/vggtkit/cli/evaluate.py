@@ -11,8 +11,7 @@ EXAMPLES = """examples:
   vggtkit evaluate --model runs/tiny-synthetic/checkpoints/step_0002000 --baselines --untrained
   vggtkit evaluate --model tiny-synthetic --scene path/to/scene_folder --json scores.json
 """
-
-_DTYPES = {"float32": None, "bfloat16": "bfloat16", "float16": "float16"}
+BASELINE = "identity poses + constant depth"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -85,8 +84,6 @@ def _count(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import os
-    from pathlib import Path
 
     import torch
     from tqdm.auto import tqdm
@@ -99,18 +96,21 @@ def run(args: argparse.Namespace) -> int:
         identity_constant_baseline,
         model_method,
     )
+    from vggtkit.utils.atomic import atomic_path
+    from vggtkit.utils.dtypes import REDUCED_DTYPES, parse_dtype
 
     if args.max_scenes is not None and args.max_scenes < 1:
         raise UserError("--max-scenes must be >= 1")
     device = resolve_device(args.device)
-    dtype = None if args.dtype == "float32" else getattr(torch, args.dtype)
+    dtype = parse_dtype(args.dtype)
+    dtype = dtype if dtype in REDUCED_DTYPES else None  # model_method: None runs float32 without autocast
     model = VGGT.from_pretrained(args.model)
     methods = {str(args.model): model_method(model, device, dtype)}
     if args.untrained:
         torch.manual_seed(0)
         methods["untrained (same architecture)"] = model_method(VGGT(model.config), device, dtype)
     if args.baselines:
-        methods["identity poses + constant depth"] = identity_constant_baseline
+        methods[BASELINE] = identity_constant_baseline
     total = _count(args)
     with tqdm(total=total, desc="evaluating", unit="scene") as bar:
         results = evaluate_methods(
@@ -122,10 +122,7 @@ def run(args: argparse.Namespace) -> int:
         "scaling; acc/comp in units of the normalised ground truth (mean point distance 1)"
     )
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
-        os.replace(tmp, path)
-        print(f"wrote {path}")
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.json}")
     return 0

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import resource
 import sys
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vggtkit.cli.common import UserError
+from vggtkit.utils.memory import PeakMemory, format_bytes
 
 EXAMPLES = """\
 examples:
@@ -27,7 +27,7 @@ examples:
 # ------------------------------------------------------------------------------------------- shared options
 def add_export_options(parser: argparse.ArgumentParser, default_exports: str) -> None:
     """--export and the options of the exports (thresholds, masks, formats)."""
-    from vggtkit.export import EXPORT_DESCRIPTIONS
+    from vggtkit.export import CAMERA_MODELS, EXPORT_DESCRIPTIONS
 
     listing = "; ".join(f"{name}: {text.split(':')[0]}" for name, text in EXPORT_DESCRIPTIONS.items())
     group = parser.add_argument_group("exports")
@@ -77,9 +77,9 @@ def add_export_options(parser: argparse.ArgumentParser, default_exports: str) ->
     )
     group.add_argument(
         "--camera-model",
-        choices=("PINHOLE", "SIMPLE_PINHOLE"),
-        default="PINHOLE",
-        help="COLMAP camera model (default: PINHOLE)",
+        choices=CAMERA_MODELS,
+        default=CAMERA_MODELS[0],
+        help=f"COLMAP camera model (default: {CAMERA_MODELS[0]})",
     )
     group.add_argument(
         "--shared-camera",
@@ -176,16 +176,9 @@ def progress_bars() -> Iterator[TqdmProgress]:
 
 
 # ------------------------------------------------------------------------------------------- summary
-def peak_memory_text(device: Any = None) -> str:
-    """Peak process RSS (and peak CUDA allocation when the model ran on CUDA)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    rss_bytes = rss if sys.platform == "darwin" else rss * 1024
-    text = f"peak RSS {rss_bytes / 2**30:.2f} GiB"
-    if device is not None and getattr(device, "type", None) == "cuda":
-        import torch
-
-        text += f", peak CUDA {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB"
-    return text
+def peak_memory_text(meter: PeakMemory) -> str:
+    """'peak process RSS 1.23 GB' (CPU) or 'peak GPU memory allocated 4.56 GB' (CUDA) of a measured section."""
+    return f"peak {meter.kind} {format_bytes(meter.peak_bytes)}"
 
 
 def print_exports(results: dict, out_dir: Path) -> None:
@@ -225,15 +218,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vggtkit import Reconstruction
     from vggtkit.export import export_all, parse_export_names
-    from vggtkit.pipeline import Reconstruction
 
     names = parse_export_names(args.export)
     options = export_options_from_args(args)
     source = Path(args.predictions)
     out_dir = check_output_dir(args.output if args.output is not None else source.parent)
     start = time.perf_counter()
-    with progress_bars() as progress:
+    with progress_bars() as progress, PeakMemory("cpu") as memory:
         progress("load predictions", 0, 1)
         rec = Reconstruction.load_npz(source)
         progress("load predictions", 1, 1)
@@ -241,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
     h, w = rec.model_hw
     print(
         f"exported {rec.num_frames} frames ({w}x{h}) from {source} in {time.perf_counter() - start:.1f} s, "
-        f"{peak_memory_text()}"
+        f"{peak_memory_text(memory)}"
     )
     print_exports(results, out_dir)
     return 0

@@ -81,8 +81,7 @@ def _checkpoint_lines() -> list[str]:
         + (
             f"cached at {cached}"
             if cached
-            else "NOT cached (download it with "
-            f"`huggingface-cli download {DEFAULT_CHECKPOINT}` or pass --checkpoint PATH)"
+            else f"NOT cached (download it with `hf download {DEFAULT_CHECKPOINT}` or pass --checkpoint PATH)"
         ),
         f"bundled models: {', '.join(sorted(BUNDLED_MODELS)) or 'none'}",
         "--checkpoint also takes a folder (config.json + model.safetensors), a .safetensors/.pt file, or a repo id",

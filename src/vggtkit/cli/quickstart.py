@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
+
+import numpy as np
 
 from vggtkit.cli.common import UserError, add_device_options
+from vggtkit.cli.evaluate import BASELINE
+from vggtkit.cli.export import print_exports
 
 DEFAULT_FORMATS = "glb,ply,colmap,cameras,npz"
 
@@ -42,10 +47,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _example_folder():
+def _example_folder() -> Path:
     from importlib import resources
 
-    return resources.files("vggtkit").joinpath("assets", "example")
+    return Path(str(resources.files("vggtkit").joinpath("assets", "example")))
+
+
+def _score(rec, truth: dict, name: str) -> dict:
+    """Score the reconstruction and the trivial baseline with the evaluation (``vggtkit evaluate``'s code).
+
+    The scene folder orders frames by file name; the reconstruction by natural name order.
+    """
+    from vggtkit.eval import evaluate_methods, identity_constant_baseline
+
+    if rec.num_frames != len(truth["images"]) or rec.model_hw != tuple(truth["depths"].shape[-2:]):
+        h, w = truth["depths"].shape[-2:]
+        raise UserError(
+            f"the reconstruction has {rec.num_frames} frames of {rec.model_hw[1]}x{rec.model_hw[0]} but the "
+            f"ground truth {len(truth['images'])} of {w}x{h}; use a scene whose images/ holds exactly the frames "
+            "of its cameras, with the model's aspect ratio"
+        )
+    order = np.argsort(rec.names)
+    prediction = {
+        "extrinsics": rec.extrinsic[order],
+        "intrinsics": rec.intrinsic[order],
+        "depth": rec.depth[order, ..., 0],
+    }
+    methods = {name: lambda sample: prediction, BASELINE: identity_constant_baseline}
+    return evaluate_methods(methods, [truth])
+
+
+def _print_scores(results: dict, name: str, frames: int) -> None:
+    model, base = (results[k]["scenes"][0] for k in (name, BASELINE))
+    auc, base_auc = (results[k]["summary"]["auc@30"] for k in (name, BASELINE))
+    print(f"\ncameras ({frames * (frames - 1) // 2} frame pairs)              model   identity poses")
+    print(f"  mean rotation error (deg)        {model['rot_err_mean']:8.2f}   {base['rot_err_mean']:8.2f}")
+    print(
+        f"  mean translation-direction error {model['trans_err_mean']:8.2f}   {base['trans_err_mean']:8.2f}"
+    )
+    print(f"  AUC@30 (%)                       {100 * auc:8.1f}   {100 * base_auc:8.1f}")
+    print("depth (per-frame median scaling)       model   constant depth")
+    print(f"  AbsRel                           {model['depth_abs_rel']:8.3f}   {base['depth_abs_rel']:8.3f}")
+    print(
+        f"  delta < 1.25 (%)                 {100 * model['depth_delta']:8.1f}   {100 * base['depth_delta']:8.1f}"
+    )
+    print("points (Sim(3)-aligned, units of the normalised ground truth)")
+    print(f"  accuracy {model['point_accuracy']:.3f}   completeness {model['point_completeness']:.3f}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,76 +101,29 @@ def run(args: argparse.Namespace) -> int:
 
         return main(["demo", "--example", "--device", args.device, "--dtype", args.dtype])
 
-    from pathlib import Path
-
-    import numpy as np
-    import torch
-
     from vggtkit import VGGT, reconstruct
     from vggtkit.data.scene_folder import load_scene_folder
-    from vggtkit.eval.runner import normalized_ground_truth
     from vggtkit.export import export_all, parse_export_names
-    from vggtkit.metrics.depth import depth_metrics
-    from vggtkit.metrics.points import point_cloud_metrics
-    from vggtkit.metrics.pose import pose_metrics, relative_pose_errors
 
     start = time.perf_counter()
-    scene = Path(args.scene) if args.scene else Path(str(_example_folder()))
+    scene = Path(args.scene) if args.scene else _example_folder()
     formats = parse_export_names(args.formats)
     model = VGGT.from_pretrained(args.model)
-    width = model.config.img_size
-    truth = load_scene_folder(scene, image_size=width)
+    truth = load_scene_folder(scene, image_size=model.config.img_size)
     if not truth["has_depth"]:
         raise UserError(
             f"{scene} has no depths/ folder: quickstart needs ground-truth depth to score against"
         )
-    paths = sorted((scene / "images").iterdir())
-    paths = [p for p in paths if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"model {args.model}: {n_params / 1e6:.2f} M parameters, trained at {width} px")
-    print(f"scene {scene.name}: {len(paths)} views")
+    print(f"model {args.model}: {n_params / 1e6:.2f} M parameters, trained at {model.config.img_size} px")
+    print(f"scene {scene.name}: {len(truth['images'])} views")
 
-    rec = reconstruct(
-        [str(p) for p in paths], model=model, device=args.device, dtype=args.dtype, resolution=width
-    )
-    if rec.depth.shape[1:3] != tuple(truth["depths"].shape[-2:]):
-        raise UserError(
-            f"the reconstruction is {rec.depth.shape[2]}x{rec.depth.shape[1]} but the ground truth is "
-            f"{truth['depths'].shape[-1]}x{truth['depths'].shape[-2]}; use images of the model's aspect ratio"
-        )
-    gt = normalized_ground_truth(truth)
-    mask = gt["point_masks"].astype(bool)
-    rot, trans = relative_pose_errors(torch.as_tensor(rec.extrinsic), torch.as_tensor(gt["extrinsics"]))
-    poses = pose_metrics(rot, trans)
-    ident_rot, ident_trans = relative_pose_errors(
-        torch.as_tensor(np.tile(np.eye(4)[:3], (len(paths), 1, 1))), torch.as_tensor(gt["extrinsics"])
-    )
-    depth = depth_metrics(rec.depth[..., 0], gt["depths"], mask)
-    constant = depth_metrics(np.ones_like(gt["depths"]), gt["depths"], mask)
-    cloud = point_cloud_metrics(rec.world_points_from_depth, gt["world_points"], mask)
-
-    pairs = len(rot)
-    print(f"\ncameras ({pairs} frame pairs)              model   identity poses")
-    print(f"  mean rotation error (deg)        {rot.mean():8.2f}   {ident_rot.mean():8.2f}")
-    print(f"  mean translation-direction error {trans.mean():8.2f}   {ident_trans.mean():8.2f}")
-    print(f"  AUC@30 (%)                       {100 * poses['auc@30']:8.1f}   {0.0:8.1f}")
-    print("depth (per-frame median scaling)       model   constant depth")
-    print(f"  AbsRel                           {depth['abs_rel']:8.3f}   {constant['abs_rel']:8.3f}")
-    print(
-        f"  delta < 1.25 (%)                 {100 * depth['delta_1.25']:8.1f}   {100 * constant['delta_1.25']:8.1f}"
-    )
-    print("points (Sim(3)-aligned, units of the normalised ground truth)")
-    print(f"  accuracy {cloud['accuracy']:.3f}   completeness {cloud['completeness']:.3f}")
-
+    rec = reconstruct(scene / "images", model, device=args.device, dtype=args.dtype)  # at the model's size
+    _print_scores(_score(rec, truth, args.model), args.model, rec.num_frames)
     out = Path(args.out)
     results = export_all(rec, out, formats)
     print(f"\nexports in {out}/:")
-    for name, result in results.items():
-        shown = ", ".join(
-            str(Path(f).relative_to(out)) if Path(f).is_relative_to(out) else str(f) for f in result.files[:3]
-        )
-        more = f" (+{len(result.files) - 3} more)" if len(result.files) > 3 else ""
-        print(f"  {name:8s} {shown}{more}")
+    print_exports(results, out)
     print(
         f"done in {time.perf_counter() - start:.1f} s (offline; the model and the scene ship with the package)"
     )

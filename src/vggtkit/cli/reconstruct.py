@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from vggtkit.cli.common import UserError, add_device_options, resolve_device
 from vggtkit.cli.export import (
@@ -14,15 +15,19 @@ from vggtkit.cli.export import (
     print_exports,
     progress_bars,
 )
+from vggtkit.utils.memory import PeakMemory
 
 DEFAULT_EXPORTS = "npz,glb,colmap"
 EXAMPLES = """\
 examples:
   vggtkit reconstruct photos/ -o scene                      # predictions.npz, scene.glb, sparse/0 + images/
+  vggtkit reconstruct photos/ -o scene --checkpoint tiny-synthetic   # the bundled model, offline, at 112 px
   vggtkit reconstruct clip.mp4 -o scene --fps 2 --max-frames 32
   vggtkit reconstruct a.jpg b.jpg c.jpg -o scene --export all --conf-threshold 30
   vggtkit reconstruct photos/ -o scene --checkpoint ./VGGT-1B --dtype bfloat16 --reference 3
   vggtkit reconstruct photos/ -o scene --export colmap,transforms --camera-model SIMPLE_PINHOLE
+  vggtkit reconstruct long.mp4 -o scene --chunk-size 48 --overlap 12 --loop-closure   # any length
+  vggtkit reconstruct long.mp4 -o scene --max-memory 8GB     # one pass if it fits, else chunks that do
 
 Files are sorted by natural name order (img2 before img10); the first one (or --reference N) defines the
 world frame. Re-export later without the model: vggtkit export scene/predictions.npz --export ply
@@ -52,6 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         f"Hugging Face repo id, looked up in the local cache (default: {DEFAULT_CHECKPOINT})",
     )
     add_device_options(parser)
+    parser.add_argument(
+        "--view",
+        action="store_true",
+        help="open the result in the interactive viewer after the run (as `vggtkit view OUT`; Ctrl+C stops it)",
+    )
     group = parser.add_argument_group("inputs")
     group.add_argument(
         "--mode",
@@ -63,10 +73,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group.add_argument(
         "--resolution",
         type=int,
-        default=518,
+        default=None,
         metavar="PX",
-        help="model input width (crop) or side (pad), a multiple of 14 (default: 518, as trained); "
-        "smaller is faster and uses less memory",
+        help="model input width (crop) or side (pad), a multiple of 14 (default: the size the checkpoint was "
+        "trained at, its img_size: 518 for VGGT-1B, 112 for tiny-synthetic); smaller is faster and uses less "
+        "memory",
     )
     group.add_argument("--fps", type=float, default=1.0, help="video frames sampled per second (default: 1)")
     group.add_argument(
@@ -83,68 +94,131 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="frame (0-based, sorted order) that defines the world frame (default: 0)",
     )
+    _add_long_sequence_options(parser)
     add_export_options(parser, default_exports=DEFAULT_EXPORTS)
     parser.set_defaults(func=run)
 
 
+def _add_long_sequence_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "long sequences",
+        "Chunks of frames are reconstructed one at a time, read from disk as they start, and joined by the "
+        "similarity transforms their shared frames agree on; memory does not grow with the number of frames.",
+    )
+    group.add_argument(
+        "--chunk-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run the model on overlapping chunks of N frames (default: one pass over all frames, unless "
+        "--max-memory calls for chunks)",
+    )
+    group.add_argument(
+        "--overlap",
+        type=int,
+        default=None,
+        metavar="K",
+        help="frames shared by consecutive chunks (default: a quarter of --chunk-size)",
+    )
+    group.add_argument(
+        "--loop-closure",
+        action="store_true",
+        help="with chunks: find places the camera revisits and spread the drift of the chunk chain over them",
+    )
+    group.add_argument(
+        "--max-memory",
+        default=None,
+        metavar="SIZE",
+        help="memory budget, e.g. 8GB: one pass when it fits, otherwise the largest chunks that do",
+    )
+    group.add_argument(
+        "--work-dir",
+        default=None,
+        metavar="DIR",
+        help="where chunked runs keep per-frame maps while they run (default: the output folder; the files are "
+        "removed as soon as they are read back)",
+    )
+
+
+def _options(args: argparse.Namespace):
+    """The library's ``ReconstructOptions`` from the flags (a ValueError names a bad value)."""
+    from vggtkit.pipeline import FrameSampling, ReconstructOptions
+
+    return ReconstructOptions(
+        device=resolve_device(args.device),
+        dtype=args.dtype,
+        mode=args.mode,
+        resolution=args.resolution,
+        reference=args.reference,
+        sampling=FrameSampling(fps=args.fps, max_frames=args.max_frames),
+        chunk_size=args.chunk_size,
+        overlap=args.overlap,
+        loop_closure=args.loop_closure,
+        max_memory=args.max_memory,
+        work_dir=args.work_dir or args.output,
+    )
+
+
+def _save_decoded_frames(rec, out_dir: Path) -> None:
+    """Write decoded video frames to ``out_dir/images`` so exports and later re-exports can use them."""
+    if rec.source_frames is not None and any(
+        f is not None and not p for f, p in zip(rec.source_frames, rec.image_paths, strict=True)
+    ):
+        rec.save_source_frames(out_dir / "images")
+
+
 def run(args: argparse.Namespace) -> int:
     from vggtkit.export import export_all, parse_export_names
-    from vggtkit.pipeline import FrameSampling, reconstruct
+    from vggtkit.pipeline import reconstruct
 
     # Check everything that needs no computation first, so mistakes surface before the slow steps.
     names = parse_export_names(args.export)
-    options = export_options_from_args(args)
+    export_options = export_options_from_args(args)
+    options = _options(args)
     out_dir = check_output_dir(args.output)
-    if args.fps <= 0:
-        raise UserError(f"--fps must be > 0, got {args.fps}")
-    if args.max_frames is not None and args.max_frames < 1:
-        raise UserError(f"--max-frames must be >= 1, got {args.max_frames}")
-    if args.reference < 0:
-        raise UserError(f"--reference must be >= 0, got {args.reference}")
-    if options.sky_model:
+    if export_options.sky_model:
         from vggtkit.export.sky import check_sky_model
 
-        check_sky_model(options.sky_model)
-    device = resolve_device(args.device)
+        check_sky_model(export_options.sky_model)
     start = time.perf_counter()
     try:
-        with progress_bars() as progress:
-            rec = reconstruct(
-                args.inputs,
-                args.checkpoint,
-                device=device,
-                dtype=args.dtype,
-                mode=args.mode,
-                resolution=args.resolution,
-                reference=args.reference,
-                sampling=FrameSampling(fps=args.fps, max_frames=args.max_frames),
-                progress=progress,
-            )
-            if rec.source_frames is not None and any(
-                f is not None and not p for f, p in zip(rec.source_frames, rec.image_paths, strict=True)
-            ):
-                rec.save_source_frames(out_dir / "images")  # decoded video frames, for exports and re-exports
+        with progress_bars() as progress, PeakMemory(options.device) as memory:
+            rec = reconstruct(args.inputs, args.checkpoint, options, progress=progress)
+            _save_decoded_frames(rec, out_dir)
             t_export = time.perf_counter()
-            results = export_all(rec, out_dir, names, options, progress=progress)
+            results = export_all(rec, out_dir, names, export_options, progress=progress)
             export_time = time.perf_counter() - t_export
     except MemoryError as exc:
         raise UserError(
-            "out of memory; try fewer frames (--max-frames), --dtype bfloat16 or a smaller --resolution"
+            "out of memory; try --max-memory (chunks that fit), fewer frames (--max-frames), --dtype bfloat16 or "
+            "a smaller --resolution"
         ) from exc
     total = time.perf_counter() - start
-    _print_summary(rec, device, results, out_dir, total, export_time)
+    print(_summary(rec, options.device, total, export_time, memory))
+    print(f"output: {out_dir}")
+    print_exports(results, out_dir)
+    if args.view:
+        from vggtkit.cli.view import view_reconstruction
+
+        return view_reconstruction(rec, out_dir, export_options)
     return 0
 
 
-def _print_summary(rec, device, results: dict, out_dir, total: float, export_time: float) -> None:
+def _summary(rec, device, total: float, export_time: float, memory: PeakMemory) -> str:
+    """One line: frames, sizes, device, time per stage and peak memory."""
     h, w = rec.model_hw
     sizes = {(int(hw[1]), int(hw[0])) for hw in rec.original_hw}
     original = ", ".join(f"{a}x{b}" for a, b in sorted(sizes)[:3]) + (" ..." if len(sizes) > 3 else "")
     t = rec.timings
-    print(
+    return (
         f"reconstructed {rec.num_frames} frames at {w}x{h} (original {original}) on {device} in {total:.1f} s "
-        f"(images {t.get('load_images', 0):.1f} s, model load {t.get('load_model', 0):.1f} s, "
-        f"inference {t.get('inference', 0):.1f} s, exports {export_time:.1f} s); {peak_memory_text(device)}"
+        f"(model load {t.get('load_model', 0):.1f} s, images {t.get('load_images', 0):.1f} s, "
+        f"inference {t.get('inference', 0):.1f} s{_chunk_times(t)}, exports {export_time:.1f} s); "
+        f"{peak_memory_text(memory)}"
     )
-    print(f"output: {out_dir}")
-    print_exports(results, out_dir)
+
+
+def _chunk_times(timings: dict[str, float]) -> str:
+    """', alignment 1.2 s, loop closure 3.4 s' for chunked runs."""
+    names = {"alignment": "alignment", "loop_closure": "loop closure"}
+    return "".join(f", {text} {timings[key]:.1f} s" for key, text in names.items() if key in timings)

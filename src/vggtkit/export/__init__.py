@@ -1,7 +1,9 @@
-"""Exports of a :class:`~vggtkit.pipeline.Reconstruction`: one module per format, a registry, ``export_all``.
+"""Exports of a :class:`~vggtkit.Reconstruction`: one module per format, a registry, ``export_all``.
 
 Every registered exporter is called as ``EXPORTERS[name](rec, out_dir, options, keep)`` and writes its files
-under ``out_dir`` (temporary names, renamed when complete), returning an :class:`ExportResult`.
+under ``out_dir`` (temporary names, renamed when complete), returning an :class:`ExportResult`. The same
+exporters are importable by name (``export_glb``, ``export_colmap``, ...); the modules (``vggtkit.export.glb``,
+...) hold the writers, which take the exact file or folder to write.
 
 | name | writes | read by |
 |---|---|---|
@@ -19,12 +21,15 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from vggtkit.export import cameras, colmap, depth, glb, npz, ply, sky, transforms
 from vggtkit.export.options import CAMERA_MODELS, DEFAULT_OPTIONS, ExportOptions, ExportResult
-from vggtkit.pipeline.reconstruction import Reconstruction
+from vggtkit.reconstruction import Reconstruction
 
 __all__ = [
     "CAMERA_MODELS",
@@ -33,6 +38,7 @@ __all__ = [
     "EXPORT_DESCRIPTIONS",
     "ExportOptions",
     "ExportResult",
+    "Exporter",
     "export_all",
     "export_cameras_json",
     "export_colmap",
@@ -47,111 +53,104 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike[str]
-ExportFn = Callable[[Reconstruction, PathLike, ExportOptions, "np.ndarray | None"], ExportResult]
 
 
-def export_glb(
-    rec: Reconstruction,
-    out_dir: PathLike,
-    options: ExportOptions = DEFAULT_OPTIONS,
-    keep: np.ndarray | None = None,
-) -> ExportResult:
-    """``out_dir/scene.glb``; see :func:`vggtkit.export.glb.export_glb`."""
-    from vggtkit.export.glb import export_glb as write
+@dataclass(frozen=True)
+class Exporter:
+    """One export format: the function that writes it and where it writes under the output folder.
 
-    return write(rec, Path(out_dir) / "scene.glb", options, keep)
+    ``exporter(rec, out_dir, options, keep)`` calls ``write(rec, out_dir / target, options, keep)``.
 
+    Attributes:
+        name: the format's name in :data:`EXPORTERS` (and on the command line).
+        target: the file or folder ``write`` gets, relative to the output folder ("." for the folder itself).
+        write: ``write(rec, path, options, keep, **extra) -> ExportResult``, from the format's module.
+        description: what it writes and what reads it, in one line.
+        uses_masks: whether ``keep`` masks (sky) change what it writes.
+    """
 
-def export_ply(
-    rec: Reconstruction,
-    out_dir: PathLike,
-    options: ExportOptions = DEFAULT_OPTIONS,
-    keep: np.ndarray | None = None,
-) -> ExportResult:
-    """``out_dir/points.ply``; see :func:`vggtkit.export.ply.export_ply`."""
-    from vggtkit.export.ply import export_ply as write
+    name: str
+    target: str
+    write: Callable[..., ExportResult]
+    description: str
+    uses_masks: bool = True
 
-    return write(rec, Path(out_dir) / "points.ply", options, keep)
+    def __call__(
+        self,
+        rec: Reconstruction,
+        out_dir: PathLike,
+        options: ExportOptions = DEFAULT_OPTIONS,
+        keep: np.ndarray | None = None,
+        **extra: Any,
+    ) -> ExportResult:
+        """Write this format under ``out_dir``.
 
-
-def export_colmap(
-    rec: Reconstruction,
-    out_dir: PathLike,
-    options: ExportOptions = DEFAULT_OPTIONS,
-    keep: np.ndarray | None = None,
-) -> ExportResult:
-    """``out_dir/sparse/0`` and ``out_dir/images``; see :func:`vggtkit.export.colmap.export_colmap`."""
-    from vggtkit.export.colmap import export_colmap as write
-
-    return write(rec, out_dir, options, keep)
-
-
-def export_depth(
-    rec: Reconstruction,
-    out_dir: PathLike,
-    options: ExportOptions = DEFAULT_OPTIONS,
-    keep: np.ndarray | None = None,
-) -> ExportResult:
-    """``out_dir/depth/``; see :func:`vggtkit.export.depth.export_depth`."""
-    from vggtkit.export.depth import export_depth as write
-
-    return write(rec, Path(out_dir) / "depth", options, keep)
+        Args:
+            rec: the reconstruction.
+            out_dir: the output folder.
+            options: thresholds, masks and format options.
+            keep: optional (S, H, W) bool mask of allowed pixels (e.g. not sky).
+            **extra: keywords of this format's writer (transforms: ``write_ply``).
+        """
+        return self.write(rec, Path(out_dir) / self.target, options, keep, **extra)
 
 
-def export_npz(
-    rec: Reconstruction,
-    out_dir: PathLike,
-    options: ExportOptions = DEFAULT_OPTIONS,
-    keep: np.ndarray | None = None,
-) -> ExportResult:
-    """``out_dir/predictions.npz`` (:meth:`Reconstruction.save_npz`; options and keep do not apply)."""
-    return ExportResult((rec.save_npz(Path(out_dir) / "predictions.npz"),))
-
-
-def export_cameras_json(
-    rec: Reconstruction,
-    out_dir: PathLike,
-    options: ExportOptions = DEFAULT_OPTIONS,
-    keep: np.ndarray | None = None,
-) -> ExportResult:
-    """``out_dir/cameras.json``; see :mod:`vggtkit.export.cameras`."""
-    from vggtkit.export.cameras import export_cameras_json as write
-
-    return write(rec, Path(out_dir) / "cameras.json", options, keep)
-
-
-def export_transforms_json(
-    rec: Reconstruction,
-    out_dir: PathLike,
-    options: ExportOptions = DEFAULT_OPTIONS,
-    keep: np.ndarray | None = None,
-    write_ply: bool = True,
-) -> ExportResult:
-    """``out_dir/transforms.json`` (+ ``images/``, ``points.ply``); see :mod:`vggtkit.export.transforms`."""
-    from vggtkit.export.transforms import export_transforms_json as write
-
-    return write(rec, Path(out_dir) / "transforms.json", options, keep, write_ply=write_ply)
-
-
-EXPORTERS: dict[str, ExportFn] = {
-    "npz": export_npz,
-    "glb": export_glb,
-    "ply": export_ply,
-    "colmap": export_colmap,
-    "depth": export_depth,
-    "cameras": export_cameras_json,
-    "transforms": export_transforms_json,
+# In the order export_all runs them: npz first, ply before transforms (which can reuse its points.ply).
+EXPORTERS: dict[str, Exporter] = {
+    e.name: e
+    for e in (
+        Exporter(
+            "npz",
+            "predictions.npz",
+            npz.export_npz,
+            "predictions.npz: every prediction (re-export later with `vggtkit export`)",
+            uses_masks=False,
+        ),
+        Exporter(
+            "glb",
+            "scene.glb",
+            glb.export_glb,
+            "scene.glb: coloured point cloud and camera frusta (Blender, web viewers)",
+        ),
+        Exporter(
+            "ply", "points.ply", ply.export_ply, "points.ply: binary point cloud with colours and confidence"
+        ),
+        Exporter(
+            "colmap",
+            ".",
+            colmap.export_colmap,
+            "sparse/0 (.bin and .txt) + images/: COLMAP model with multi-view tracks",
+        ),
+        Exporter(
+            "depth",
+            "depth",
+            depth.export_depth,
+            "depth/: 16-bit depth PNGs, colour previews, confidence PNGs",
+        ),
+        Exporter(
+            "cameras",
+            "cameras.json",
+            cameras.export_cameras_json,
+            "cameras.json: per-frame intrinsics and poses (OpenCV)",
+            uses_masks=False,
+        ),
+        Exporter(
+            "transforms",
+            "transforms.json",
+            transforms.export_transforms_json,
+            "transforms.json + images/ + points.ply: nerfstudio / Gaussian splatting",
+        ),
+    )
 }
-EXPORT_DESCRIPTIONS: dict[str, str] = {
-    "npz": "predictions.npz: every prediction (re-export later with `vggtkit export`)",
-    "glb": "scene.glb: coloured point cloud and camera frusta (Blender, web viewers)",
-    "ply": "points.ply: binary point cloud with colours and confidence",
-    "colmap": "sparse/0 (.bin and .txt) + images/: COLMAP model with multi-view tracks",
-    "depth": "depth/: 16-bit depth PNGs, colour previews, confidence PNGs",
-    "cameras": "cameras.json: per-frame intrinsics and poses (OpenCV)",
-    "transforms": "transforms.json + images/ + points.ply: nerfstudio / Gaussian splatting",
-}
-_USES_MASKS = ("glb", "ply", "colmap", "depth", "transforms")
+EXPORT_DESCRIPTIONS: dict[str, str] = {name: e.description for name, e in EXPORTERS.items()}
+
+export_npz = EXPORTERS["npz"]
+export_glb = EXPORTERS["glb"]
+export_ply = EXPORTERS["ply"]
+export_colmap = EXPORTERS["colmap"]
+export_depth = EXPORTERS["depth"]
+export_cameras_json = EXPORTERS["cameras"]
+export_transforms_json = EXPORTERS["transforms"]
 
 
 def parse_export_names(text: str | Iterable[str]) -> list[str]:
@@ -173,6 +172,13 @@ def parse_export_names(text: str | Iterable[str]) -> list[str]:
     if not names:
         raise ValueError(f"no export chosen; choose from {', '.join(EXPORTERS)} or all")
     return list(dict.fromkeys(names))
+
+
+def _keep_masks(rec: Reconstruction, options: ExportOptions, selected: list[str]) -> np.ndarray | None:
+    """The (S, H, W) pixels not masked as sky, computed once for every selected export that uses masks."""
+    if not options.sky_model or not any(EXPORTERS[n].uses_masks for n in selected):
+        return None
+    return sky.sky_keep_masks(rec, options.sky_model)
 
 
 def export_all(
@@ -201,22 +207,15 @@ def export_all(
     if options.frame is not None and options.frame >= rec.num_frames:
         raise ValueError(f"frame {options.frame} is out of range: frames 0..{rec.num_frames - 1}")
     out_dir.mkdir(parents=True, exist_ok=True)
-    keep = None
-    if options.sky_model and any(n in _USES_MASKS for n in selected):
-        from vggtkit.export.sky import sky_keep_masks
-
-        keep = sky_keep_masks(rec, options.sky_model)
+    keep = _keep_masks(rec, options, selected)
     results: dict[str, ExportResult] = {}
-    order = [n for n in EXPORTERS if n in selected]  # npz first, ply before transforms
+    order = [n for n in EXPORTERS if n in selected]
     for k, name in enumerate(order):
         if progress is not None:
             progress(f"export {name}", k, len(order))
-        if name == "transforms":
-            results[name] = export_transforms_json(
-                rec, out_dir, options, keep, write_ply="ply" not in selected
-            )
-        else:
-            results[name] = EXPORTERS[name](rec, out_dir, options, keep)
+        # transforms.json names points.ply: written already when the ply export runs too.
+        extra = {"write_ply": "ply" not in selected} if name == "transforms" else {}
+        results[name] = EXPORTERS[name](rec, out_dir, options, keep, **extra)
     if progress is not None:
         progress("export", len(order), len(order))
     return results

@@ -9,16 +9,18 @@ that resolution: intrinsics always describe the image file written.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from vggtkit.pipeline.reconstruction import Reconstruction
+from vggtkit.reconstruction import Reconstruction
 from vggtkit.utils.atomic import atomic_path
 
 __all__ = ["FrameImage", "write_images"]
@@ -76,6 +78,31 @@ def _save_pixels(rgb: np.ndarray, target: Path) -> None:
         Image.fromarray(rgb).save(tmp, format=fmt, **params)
 
 
+def _write_image(rec: Reconstruction, i: int, target: Path, colors: Callable[[], np.ndarray]) -> bool:
+    """Write frame ``i``'s image to ``target``: the source file linked or copied when tools read it as the model
+    did, else its original pixels encoded, else (no original pixels) the model-resolution image from
+    ``colors()``. Returns whether the file is at the original resolution."""
+    hw = (int(rec.original_hw[i, 0]), int(rec.original_hw[i, 1]))
+    source = Path(rec.image_paths[i]) if rec.image_paths[i] else None
+    if source is not None and target.exists() and source.is_file() and target.samefile(source):
+        if not _usable_as_is(source, hw):  # never overwrite a user's file (input folder == output folder)
+            logger.warning(
+                "%s is the source image itself; left unchanged although tools may read it "
+                "differently (EXIF rotation, alpha, 16-bit)",
+                target,
+            )
+        return True
+    if source is not None and source.is_file() and _usable_as_is(source, hw):
+        _link_or_copy(source, target)
+        return True
+    pixels = rec.source_image(i)
+    if pixels is None:
+        _save_pixels(colors()[i], target)
+        return False
+    _save_pixels(pixels, target)
+    return True
+
+
 def write_images(rec: Reconstruction, images_dir: str | os.PathLike[str]) -> list[FrameImage]:
     """Write (link, copy or encode) every frame's image as ``images_dir / rec.names[i]``.
 
@@ -84,35 +111,16 @@ def write_images(rec: Reconstruction, images_dir: str | os.PathLike[str]) -> lis
     """
     images_dir = Path(images_dir)
     images_dir.mkdir(parents=True, exist_ok=True)
+    colors = functools.cache(rec.colors)  # computed once, only if a frame needs it
     out: list[FrameImage] = []
     fallback: list[str] = []
-    colors: np.ndarray | None = None
     for i, name in enumerate(rec.names):
         target = images_dir / name
-        hw = (int(rec.original_hw[i, 0]), int(rec.original_hw[i, 1]))
-        source = Path(rec.image_paths[i]) if rec.image_paths[i] else None
-        original = True
-        if source is not None and target.exists() and source.is_file() and target.samefile(source):
-            if not _usable_as_is(source, hw):  # never overwrite a user's file (input folder == output folder)
-                logger.warning(
-                    "%s is the source image itself; left unchanged although tools may read it "
-                    "differently (EXIF rotation, alpha, 16-bit)",
-                    target,
-                )
-        elif source is not None and source.is_file() and _usable_as_is(source, hw):
-            _link_or_copy(source, target)
-        else:
-            pixels = rec.source_image(i)
-            if pixels is not None:
-                _save_pixels(pixels, target)
-            else:
-                original = False
-                fallback.append(name)
-                colors = rec.colors() if colors is None else colors
-                _save_pixels(colors[i], target)
-        if original:
+        if _write_image(rec, i, target, colors):
+            hw = (int(rec.original_hw[i, 0]), int(rec.original_hw[i, 1]))
             out.append(FrameImage(target, hw, rec.intrinsic_original[i], rec.original_from_model[i], True))
         else:
+            fallback.append(name)
             out.append(FrameImage(target, rec.model_hw, rec.intrinsic[i], np.eye(3), False))
     if fallback:
         logger.warning(

@@ -14,7 +14,7 @@ import numpy as np
 
 from vggtkit.export._json import write_json
 from vggtkit.export.options import DEFAULT_OPTIONS, ExportOptions, ExportResult
-from vggtkit.pipeline.reconstruction import Reconstruction
+from vggtkit.reconstruction import Reconstruction
 
 __all__ = ["cameras_dict", "export_cameras_json"]
 

@@ -23,8 +23,8 @@ import numpy as np
 from vggtkit.export._images import FrameImage, write_images
 from vggtkit.export.options import DEFAULT_OPTIONS, ExportOptions, ExportResult
 from vggtkit.export.points import point_mask
-from vggtkit.export.tracks import Tracks, build_tracks
-from vggtkit.pipeline.reconstruction import Reconstruction
+from vggtkit.export.tracks import DepthViews, TrackOptions, Tracks, build_tracks
+from vggtkit.reconstruction import Reconstruction
 from vggtkit.utils.atomic import atomic_dir
 
 __all__ = ["build_colmap_reconstruction", "camera_params", "export_colmap"]
@@ -44,16 +44,75 @@ def _tracks(rec: Reconstruction, options: ExportOptions, keep: np.ndarray | None
     """Tracks from the depth branch (depth maps are what the agreement test compares)."""
     opts = dataclasses.replace(options, frame=None, branch="depth")
     mask = point_mask(rec, rec.depth_conf, opts, keep, rec.world_points_from_depth)
-    return build_tracks(
-        rec.world_points_from_depth,
-        rec.depth[..., 0],
-        mask,
-        rec.extrinsic,
-        rec.intrinsic,
-        rec.colors(),
-        points_per_frame=options.track_points_per_frame,
-        depth_tolerance=options.track_depth_tolerance,
+    views = DepthViews(
+        rec.world_points_from_depth, rec.depth[..., 0], mask, rec.extrinsic, rec.intrinsic, rec.colors()
     )
+    return build_tracks(
+        views,
+        TrackOptions(
+            points_per_frame=options.track_points_per_frame, depth_tolerance=options.track_depth_tolerance
+        ),
+    )
+
+
+def _cameras(frames: list[FrameImage], options: ExportOptions) -> list:
+    """One ``pycolmap.Camera`` per frame (ids 1..S), or one shared camera (id 1) with the mean intrinsics."""
+    import pycolmap
+
+    model = options.camera_model
+    if not options.shared_camera:
+        return [
+            pycolmap.Camera(
+                model=model, width=f.hw[1], height=f.hw[0], params=camera_params(f.K, model), camera_id=i + 1
+            )
+            for i, f in enumerate(frames)
+        ]
+    sizes = {f.hw for f in frames}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"shared_camera=True needs images of one size, got {len(sizes)} sizes "
+            f"({', '.join(f'{w}x{h}' for h, w in sorted(sizes)[:3])}); use one camera per image "
+            "(shared_camera=False)"
+        )
+    params = np.mean([camera_params(f.K, model) for f in frames], axis=0).tolist()
+    h, w = frames[0].hw
+    return [pycolmap.Camera(model=model, width=w, height=h, params=params, camera_id=1)]
+
+
+def _add_images(
+    colmap, rec: Reconstruction, frames: list[FrameImage], tracks: Tracks, shared_camera: bool
+) -> np.ndarray:
+    """Add every frame as a posed image with its observations; returns each observation's index among its
+    image's 2-D points."""
+    import pycolmap
+
+    point2d_index = np.zeros(len(tracks.point), dtype=np.int64)
+    for i, frame in enumerate(frames):
+        sel = np.nonzero(tracks.frame == i)[0]
+        point2d_index[sel] = np.arange(len(sel))
+        # Observations in COLMAP pixels of the file written for this frame.
+        a = frame.file_from_model
+        xy = tracks.uv[sel] * np.array([a[0, 0], a[1, 1]]) + np.array([a[0, 2], a[1, 2]]) + 0.5
+        points2d = pycolmap.Point2DList([pycolmap.Point2D(p) for p in xy])
+        camera_id = 1 if shared_camera else i + 1
+        image = pycolmap.Image(name=frame.path.name, points2D=points2d, camera_id=camera_id, image_id=i + 1)
+        E = rec.extrinsic[i].astype(np.float64)
+        colmap.add_image_with_trivial_frame(image, pycolmap.Rigid3d(pycolmap.Rotation3d(E[:, :3]), E[:, 3]))
+    return point2d_index
+
+
+def _add_points(colmap, tracks: Tracks, point2d_index: np.ndarray) -> None:
+    """Add every track as a 3-D point observed by its images' 2-D points."""
+    import pycolmap
+
+    order = np.argsort(tracks.point, kind="stable")
+    bounds = np.searchsorted(tracks.point[order], np.arange(len(tracks) + 1))
+    for p in range(len(tracks)):
+        obs = order[bounds[p] : bounds[p + 1]]
+        track = pycolmap.Track(
+            [pycolmap.TrackElement(int(tracks.frame[o]) + 1, int(point2d_index[o])) for o in obs]
+        )
+        colmap.add_point3D(tracks.xyz[p], track, tracks.rgb[p])
 
 
 def build_colmap_reconstruction(
@@ -69,49 +128,11 @@ def build_colmap_reconstruction(
     """
     import pycolmap
 
-    model = options.camera_model
-    if options.shared_camera:
-        sizes = {f.hw for f in frames}
-        if len(sizes) > 1:
-            raise ValueError(
-                f"--shared-camera needs images of one size, got {len(sizes)} sizes "
-                f"({', '.join(f'{w}x{h}' for h, w in sorted(sizes)[:3])}); drop the option"
-            )
-        params = np.mean([camera_params(f.K, model) for f in frames], axis=0).tolist()
-        h, w = frames[0].hw
-        cameras = [pycolmap.Camera(model=model, width=w, height=h, params=params, camera_id=1)]
-    else:
-        cameras = [
-            pycolmap.Camera(
-                model=model, width=f.hw[1], height=f.hw[0], params=camera_params(f.K, model), camera_id=i + 1
-            )
-            for i, f in enumerate(frames)
-        ]
     colmap = pycolmap.Reconstruction()
-    for camera in cameras:
+    for camera in _cameras(frames, options):
         colmap.add_camera_with_trivial_rig(camera)
-
-    # Observations per frame, in COLMAP pixels of the file written for that frame.
-    point2d_index = np.zeros(len(tracks.point), dtype=np.int64)
-    for i, frame in enumerate(frames):
-        sel = np.nonzero(tracks.frame == i)[0]
-        point2d_index[sel] = np.arange(len(sel))
-        a = frame.file_from_model
-        xy = tracks.uv[sel] * np.array([a[0, 0], a[1, 1]]) + np.array([a[0, 2], a[1, 2]]) + 0.5
-        points2d = pycolmap.Point2DList([pycolmap.Point2D(p) for p in xy])
-        camera_id = 1 if options.shared_camera else i + 1
-        image = pycolmap.Image(name=frame.path.name, points2D=points2d, camera_id=camera_id, image_id=i + 1)
-        E = rec.extrinsic[i].astype(np.float64)
-        colmap.add_image_with_trivial_frame(image, pycolmap.Rigid3d(pycolmap.Rotation3d(E[:, :3]), E[:, 3]))
-
-    order = np.argsort(tracks.point, kind="stable")
-    bounds = np.searchsorted(tracks.point[order], np.arange(len(tracks) + 1))
-    for p in range(len(tracks)):
-        obs = order[bounds[p] : bounds[p + 1]]
-        track = pycolmap.Track(
-            [pycolmap.TrackElement(int(tracks.frame[o]) + 1, int(point2d_index[o])) for o in obs]
-        )
-        colmap.add_point3D(tracks.xyz[p], track, tracks.rgb[p])
+    point2d_index = _add_images(colmap, rec, frames, tracks, options.shared_camera)
+    _add_points(colmap, tracks, point2d_index)
     return colmap
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from vggtkit.export._json import write_json
 from vggtkit.export.options import DEFAULT_OPTIONS, ExportOptions, ExportResult
-from vggtkit.pipeline.reconstruction import Reconstruction
+from vggtkit.reconstruction import Reconstruction
 from vggtkit.utils.atomic import atomic_dir
 
 __all__ = ["export_depth", "quantization_scale"]
@@ -77,6 +77,35 @@ def _unique_stems(names: list[str]) -> list[str]:
     return stems
 
 
+def _at_resolution(
+    rec: Reconstruction, i: int, depth: np.ndarray, conf: np.ndarray, resolution: str
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int], np.ndarray]:
+    """Frame ``i``'s (H, W) depth and confidence maps at the model or original resolution, with that (h, w) and
+    the intrinsics that go with it."""
+    if resolution == "original":
+        hw = (int(rec.original_hw[i, 0]), int(rec.original_hw[i, 1]))
+        a = rec.original_from_model[i]
+        return _to_original(depth, a, hw), _to_original(conf, a, hw), hw, rec.intrinsic_original[i]
+    return depth, conf, rec.model_hw, rec.intrinsic[i]
+
+
+def _write_pngs(
+    folder: Path, stem: str, depth: np.ndarray, conf: np.ndarray, scales: tuple[float, float]
+) -> None:
+    """``<stem>.png`` (16-bit depth), ``<stem>_conf.png`` (16-bit confidence), ``<stem>_preview.png``."""
+    import cv2
+
+    depth_scale, conf_scale = scales
+    cv2.imwrite(
+        str(folder / f"{stem}.png"), np.clip(np.rint(depth * depth_scale), 0, _UINT16_MAX).astype(np.uint16)
+    )
+    cv2.imwrite(
+        str(folder / f"{stem}_conf.png"),
+        np.clip(np.rint(conf * conf_scale), 0, _UINT16_MAX).astype(np.uint16),
+    )
+    cv2.imwrite(str(folder / f"{stem}_preview.png"), _preview(depth, depth > 0))
+
+
 def export_depth(
     rec: Reconstruction,
     out_dir: str | os.PathLike[str],
@@ -88,8 +117,6 @@ def export_depth(
     ``options.depth_resolution`` chooses the model resolution (default) or each image's original size.
     ``keep`` (e.g. a sky mask) zeroes the pixels it excludes.
     """
-    import cv2
-
     out_dir = Path(out_dir)
     content = rec.content_mask()
     if keep is not None:
@@ -103,21 +130,8 @@ def export_depth(
     with atomic_dir(out_dir) as tmp:
         for i, stem in enumerate(_unique_stems(rec.names)):
             d, c = np.where(finite[i], depth[i], 0.0), np.nan_to_num(conf[i])
-            if options.depth_resolution == "original":
-                hw = (int(rec.original_hw[i, 0]), int(rec.original_hw[i, 1]))
-                d = _to_original(d, rec.original_from_model[i], hw)
-                c = _to_original(c, rec.original_from_model[i], hw)
-                K = rec.intrinsic_original[i]
-            else:
-                hw, K = rec.model_hw, rec.intrinsic[i]
-            cv2.imwrite(
-                str(tmp / f"{stem}.png"), np.clip(np.rint(d * depth_scale), 0, _UINT16_MAX).astype(np.uint16)
-            )
-            cv2.imwrite(
-                str(tmp / f"{stem}_conf.png"),
-                np.clip(np.rint(c * conf_scale), 0, _UINT16_MAX).astype(np.uint16),
-            )
-            cv2.imwrite(str(tmp / f"{stem}_preview.png"), _preview(d, d > 0))
+            d, c, hw, K = _at_resolution(rec, i, d, c, options.depth_resolution)
+            _write_pngs(tmp, stem, d, c, (depth_scale, conf_scale))
             frames.append(
                 {
                     "name": rec.names[i],

@@ -18,7 +18,7 @@ import numpy as np
 
 from vggtkit.export.options import DEFAULT_OPTIONS, ExportOptions, ExportResult
 from vggtkit.export.points import PointSet, select_points
-from vggtkit.pipeline.reconstruction import Reconstruction
+from vggtkit.reconstruction import Reconstruction
 from vggtkit.utils.atomic import atomic_path
 
 __all__ = ["build_glb_scene", "export_glb", "scene_alignment"]

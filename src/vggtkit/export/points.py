@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vggtkit.export.options import ExportOptions
-from vggtkit.pipeline.reconstruction import Reconstruction
+from vggtkit.reconstruction import Reconstruction
 
 __all__ = ["PointSet", "point_mask", "select_points"]
 
@@ -106,9 +106,8 @@ def select_points(rec: Reconstruction, options: ExportOptions, keep: np.ndarray 
     )
     if len(points) == 0:
         logger.warning(
-            "no point passes the filters (confidence percentile %.1f%s); lower --conf-threshold or turn off "
-            "masks",
+            "no point passes the filters (conf_threshold=%g%s); lower conf_threshold or turn off the masks",
             options.conf_threshold,
-            f", frame {options.frame}" if options.frame is not None else "",
+            f", frame={options.frame}" if options.frame is not None else "",
         )
     return points

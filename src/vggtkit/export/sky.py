@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vggtkit.pipeline.reconstruction import Reconstruction
+from vggtkit.reconstruction import Reconstruction
 
 __all__ = ["SkySegmenter", "check_sky_model", "onnx_sky_segmenter", "sky_keep_masks"]
 

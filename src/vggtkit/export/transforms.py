@@ -17,7 +17,7 @@ from vggtkit.export._images import write_images
 from vggtkit.export._json import write_json
 from vggtkit.export.options import DEFAULT_OPTIONS, ExportOptions, ExportResult
 from vggtkit.export.ply import export_ply
-from vggtkit.pipeline.reconstruction import Reconstruction
+from vggtkit.reconstruction import Reconstruction
 
 __all__ = ["export_transforms_json"]
 

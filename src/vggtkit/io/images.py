@@ -22,7 +22,9 @@ __all__ = [
     "PreprocessMode",
     "load_and_preprocess_images",
     "load_rgb_image",
+    "original_from_model",
     "pad_offsets",
+    "pad_white",
     "preprocess_image",
     "preprocess_layout",
 ]
@@ -96,7 +98,7 @@ def pad_offsets(h: int, w: int, height: int, width: int) -> tuple[int, int]:
     return max(height - h, 0) // 2, max(width - w, 0) // 2
 
 
-def _pad_white(chw: np.ndarray, height: int, width: int) -> np.ndarray:
+def pad_white(chw: np.ndarray, height: int, width: int) -> np.ndarray:
     """Pad a (3, h, w) image with 1.0 to (3, height, width); top/left get half (floored) of the padding."""
     pad_h = height - chw.shape[1]
     pad_w = width - chw.shape[2]
@@ -131,6 +133,25 @@ def preprocess_layout(
     return PreprocessLayout(new_w, new_h, 0, 0, new_w, new_h)
 
 
+def original_from_model(
+    width: int, height: int, layout: PreprocessLayout, pad: tuple[int, int] = (0, 0)
+) -> np.ndarray:
+    """(3, 3) map from model pixel coordinates to those of the ``width`` x ``height`` original image.
+
+    Pixel centres are at integer coordinates (OpenCV) and pixel edges scale: ``u_o + 0.5 = (u_m - left + 0.5)
+    * width / resized_w``, ``left`` being where the resized image's first column lands in the model image.
+
+    Args:
+        width: original image width in pixels; height: its height.
+        layout: where :func:`preprocess_image` put the image (see :func:`preprocess_layout`).
+        pad: (top, left) padding added around the preprocessed image afterwards (a batch of mixed shapes).
+    """
+    left = layout.left + pad[1]
+    top = layout.top + pad[0]
+    sx, sy = width / layout.resized_w, height / layout.resized_h  # original pixels per model pixel
+    return np.array([[sx, 0.0, (0.5 - left) * sx - 0.5], [0.0, sy, (0.5 - top) * sy - 0.5], [0.0, 0.0, 1.0]])
+
+
 def preprocess_image(img: Image.Image, mode: PreprocessMode = "crop", target_size: int = 518) -> np.ndarray:
     """Resize one RGB image for VGGT and convert it to float32 (3, H, W) in [0, 1].
 
@@ -151,7 +172,7 @@ def preprocess_image(img: Image.Image, mode: PreprocessMode = "crop", target_siz
     if layout.top < 0:  # crop mode, taller than target_size: keep the centre rows
         chw = chw[:, -layout.top : -layout.top + layout.out_h, :]
     if mode == "pad":
-        chw = _pad_white(chw, layout.out_h, layout.out_w)
+        chw = pad_white(chw, layout.out_h, layout.out_w)
     return np.ascontiguousarray(chw)
 
 
@@ -212,5 +233,5 @@ def load_and_preprocess_images(
         logger.warning("images have different shapes %s; padding all with white to the largest", shapes)
         max_h = max(h for h, _ in shapes)
         max_w = max(w for _, w in shapes)
-        arrays = [_pad_white(a, max_h, max_w) for a in arrays]
+        arrays = [pad_white(a, max_h, max_w) for a in arrays]
     return torch.from_numpy(np.stack(arrays))

@@ -4,6 +4,6 @@ from vggtkit.layers.attention import Attention
 from vggtkit.layers.block import Block
 from vggtkit.layers.layer_scale import LayerScale
 from vggtkit.layers.mlp import Mlp
-from vggtkit.layers.rope import RotaryPositionEmbedding2D, patch_positions
+from vggtkit.layers.rope import RopeTables, apply_rope, grid_rope_tables
 
-__all__ = ["Attention", "Block", "LayerScale", "Mlp", "RotaryPositionEmbedding2D", "patch_positions"]
+__all__ = ["Attention", "Block", "LayerScale", "Mlp", "RopeTables", "apply_rope", "grid_rope_tables"]

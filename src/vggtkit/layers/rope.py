@@ -1,118 +1,99 @@
-"""2-D rotary position embedding used by the frame and global attention blocks."""
+"""Rotary position embedding (RoPE) as precomputed tables, shared by every attention block that uses it.
+
+A rotation is described once per token sequence by :class:`RopeTables` and applied to queries and keys of any
+number of heads. Channels are rotated in pairs (rotate-half layout): the head dimension D is split into
+``groups`` equal parts, and inside each part channel i pairs with channel i + D / (2 * groups). VGGT rotates two
+groups (the first half of each head by the token's row, the second by its column); DINOv3-style RoPE (VGGT-Omega)
+rotates one group whose angles are [row | col | row | col].
+"""
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
 import torch
-from torch import Tensor, nn
-
-
-def patch_positions(
-    num_frames: int, grid_h: int, grid_w: int, num_special: int, device: torch.device | str | None = None
-) -> Tensor:
-    """Integer (row, col) positions of every token of a frame, repeated for ``num_frames`` frames.
-
-    Patch (y, x) gets (y + 1, x + 1); the ``num_special`` leading camera/register tokens get (0, 0), which
-    makes the rotation the identity for them.
-
-    Returns:
-        (num_frames, num_special + grid_h * grid_w, 2) int64.
-    """
-    ys = torch.arange(grid_h, device=device)
-    xs = torch.arange(grid_w, device=device)
-    grid = torch.cartesian_prod(ys, xs) + 1  # row-major, (h*w, 2) as (y, x)
-    special = torch.zeros(num_special, 2, dtype=grid.dtype, device=device)
-    pos = torch.cat([special, grid], dim=0)
-    return pos.unsqueeze(0).expand(num_frames, -1, -1)
-
-
-class RotaryPositionEmbedding2D(nn.Module):
-    """Rotates the first half of each head's channels by the row position and the second half by the column.
-
-    Inside each half of d channels, channel i pairs with channel i + d/2 (rotate-half layout) and is rotated by
-    angle pos * base^(-2i/d).
-    """
-
-    def __init__(self, base: float = 100.0) -> None:
-        super().__init__()
-        self.base = float(base)
-        self._cache: dict[tuple, tuple[Tensor, Tensor]] = {}
-
-    def _tables(
-        self, dim: int, length: int, device: torch.device, dtype: torch.dtype
-    ) -> tuple[Tensor, Tensor]:
-        key = (dim, length, device, dtype)
-        if key not in self._cache:
-            inv_freq = 1.0 / self.base ** (torch.arange(0, dim, 2, device=device).float() / dim)
-            angles = torch.outer(torch.arange(length, device=device, dtype=inv_freq.dtype), inv_freq).to(
-                dtype
-            )
-            angles = torch.cat([angles, angles], dim=-1)
-            self._cache[key] = (angles.cos().to(dtype), angles.sin().to(dtype))
-        return self._cache[key]
-
-    @staticmethod
-    def _rotate_1d(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-        half = x.shape[-1] // 2
-        rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-        return x * cos + rotated * sin
-
-    def forward(self, x: Tensor, pos: Tensor) -> Tensor:
-        """x: (B, heads, N, D); pos: (B, N, 2) integer (row, col). Returns x rotated, same shape."""
-        dim = x.shape[-1] // 2
-        cos_table, sin_table = self._tables(dim, int(pos.max()) + 1, x.device, x.dtype)
-        rows, cols = x.chunk(2, dim=-1)
-        # (B, N, d) gathered tables, broadcast over heads.
-        rows = self._rotate_1d(rows, cos_table[pos[..., 0]][:, None], sin_table[pos[..., 0]][:, None])
-        cols = self._rotate_1d(cols, cos_table[pos[..., 1]][:, None], sin_table[pos[..., 1]][:, None])
-        return torch.cat([rows, cols], dim=-1)
+from torch import Tensor
 
 
 class RopeTables(NamedTuple):
-    """Precomputed rotation of a token sequence for the fast path (see :func:`rope_tables`).
+    """The rotation of each token of a sequence, broadcast over heads.
 
-    cos, sin_signed: (N, 1, D) broadcast over (..., N, heads, D); ``sin_signed`` carries the rotate-half sign.
+    cos, sin_signed: (N, 1, D); ``sin_signed`` carries the rotate-half sign (-sin for the first channel of each
+    pair). groups: rotate-half groups per head (see the module docstring).
     """
 
     cos: Tensor
     sin_signed: Tensor
+    groups: int
 
     def repeat(self, times: int) -> RopeTables:
         """Tables of a sequence made of ``times`` copies of this one (global attention over frames)."""
-        return RopeTables(self.cos.repeat(times, 1, 1), self.sin_signed.repeat(times, 1, 1))
+        if times == 1:
+            return self
+        return RopeTables(self.cos.repeat(times, 1, 1), self.sin_signed.repeat(times, 1, 1), self.groups)
 
     def slice(self, start: int, stop: int) -> RopeTables:
-        return RopeTables(self.cos[start:stop], self.sin_signed[start:stop])
+        """Tables of tokens ``start .. stop - 1``."""
+        return RopeTables(self.cos[start:stop], self.sin_signed[start:stop], self.groups)
+
+    def to(self, dtype: torch.dtype) -> RopeTables:
+        return RopeTables(self.cos.to(dtype), self.sin_signed.to(dtype), self.groups)
 
 
-def rope_tables(
-    rope: RotaryPositionEmbedding2D, pos: Tensor, head_dim: int, dtype: torch.dtype
-) -> RopeTables:
-    """Gather the rotation of every token once, for all heads and blocks.
-
-    Same numbers as :meth:`RotaryPositionEmbedding2D.forward` in float32 (the tables are always computed in
-    float32 and then cast, which is more accurate than the reference in reduced precision).
+def rope_tables(angles: Tensor, groups: int, dtype: torch.dtype = torch.float32) -> RopeTables:
+    """Tables from per-token angles (N, D / 2): angle j rotates the j-th pair, in the order the groups hold them.
 
     Args:
-        pos: (N, 2) integer (row, col) positions of one sequence.
-        head_dim: channels per head D (a multiple of 4).
+        angles: (N, D/2) float32 radians, group-major (the pairs of group 0 first).
+        groups: rotate-half groups per head.
     """
-    dim = head_dim // 2
-    cos_table, sin_table = rope._tables(dim, int(pos.max()) + 1, pos.device, torch.float32)
-    sign = torch.ones(dim, device=pos.device)
-    sign[: dim // 2] = -1  # rotate-half: channel i < dim/2 pairs with -x[i + dim/2]
-    cos = torch.cat([cos_table[pos[:, 0]], cos_table[pos[:, 1]]], dim=-1)
-    sin = torch.cat([sin_table[pos[:, 0]] * sign, sin_table[pos[:, 1]] * sign], dim=-1)
-    return RopeTables(cos[:, None].to(dtype), sin[:, None].to(dtype))
+    N, half = angles.shape
+    per_group = half // groups
+    # Each group holds [first channels of its pairs | second channels]: both halves use the pair's angle.
+    grouped = angles.view(N, groups, 1, per_group).expand(N, groups, 2, per_group)
+    cos = grouped.cos().reshape(N, 2 * half)
+    sign = torch.ones(groups, 2, per_group, device=angles.device)
+    sign[:, 0] = -1  # the first channel of a pair receives -x[second] * sin
+    sin = (grouped.sin() * sign).reshape(N, 2 * half)
+    return RopeTables(cos[:, None].to(dtype), sin[:, None].to(dtype), groups)
 
 
-def apply_rope_(x: Tensor, tables: RopeTables) -> Tensor:
-    """Rotate x (..., N, heads, D) in place with precomputed tables; returns x.
+def grid_rope_tables(
+    grid_h: int,
+    grid_w: int,
+    num_special: int,
+    head_dim: int,
+    base: float,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> RopeTables:
+    """VGGT's 2-D RoPE for ``num_special`` leading tokens and a row-major ``grid_h x grid_w`` patch grid.
 
-    Each axis (row, col) owns half of the D channels, and inside it the two quarters swap places (rotate-half).
+    Patch (y, x) has integer position (y + 1, x + 1) and the special tokens (camera, registers) position (0, 0),
+    the identity rotation. The first half of each head turns with the row, the second with the column; within a
+    half of d channels, pair i turns by position * base^(-2i/d).
+
+    Returns:
+        Tables for (num_special + grid_h * grid_w) tokens, float32 maths cast to ``dtype``.
     """
-    rotated = x.unflatten(-1, (2, 2, x.shape[-1] // 4)).flip(-2).flatten(-3)
+    d = head_dim // 2
+    inv_freq = 1.0 / base ** (torch.arange(0, d, 2, device=device).float() / d)  # (d/2,)
+    rows = torch.arange(grid_h, device=device).repeat_interleave(grid_w) + 1
+    cols = torch.arange(grid_w, device=device).repeat(grid_h) + 1
+    special = torch.zeros(num_special, dtype=rows.dtype, device=device)
+    rows, cols = torch.cat([special, rows]).float(), torch.cat([special, cols]).float()
+    angles = torch.cat([torch.outer(rows, inv_freq), torch.outer(cols, inv_freq)], dim=-1)
+    return rope_tables(angles, groups=2, dtype=dtype)
+
+
+def apply_rope(x: Tensor, tables: RopeTables, in_place: bool = False) -> Tensor:
+    """Rotate x (..., N, heads, D) by the tables of its N tokens.
+
+    ``in_place`` overwrites x (x must not be needed elsewhere, e.g. by autograd) and returns it.
+    """
+    g = tables.groups
+    rotated = x.unflatten(-1, (g, 2, x.shape[-1] // (2 * g))).flip(-2).flatten(-3)  # the pair partners
+    if not in_place:
+        return x * tables.cos + rotated * tables.sin_signed
     x.mul_(tables.cos)
-    x.add_(rotated.mul_(tables.sin_signed))
-    return x
+    return x.add_(rotated.mul_(tables.sin_signed))

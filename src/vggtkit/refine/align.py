@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from vggtkit.geometry import extri_intri_to_pose_encoding
-from vggtkit.pipeline import Reconstruction
+from vggtkit.reconstruction import Reconstruction
 from vggtkit.refine.result import RefineResult
 
 __all__ = [

@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from vggtkit.pipeline import Reconstruction
+from vggtkit.reconstruction import Reconstruction
 from vggtkit.refine.cameras import Camera, fundamental_from_poses
 from vggtkit.refine.depth import sample_depth
 from vggtkit.refine.features import Features, detect_sift, frame_images

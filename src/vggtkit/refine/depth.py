@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vggtkit.pipeline import Reconstruction
+from vggtkit.reconstruction import Reconstruction
 
 __all__ = ["sample_depth"]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vggtkit.pipeline import Reconstruction
+from vggtkit.reconstruction import Reconstruction
 
 __all__ = ["Features", "FrameImages", "detect_sift", "frame_images"]
 

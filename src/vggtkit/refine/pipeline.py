@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vggtkit.pipeline import Reconstruction
+from vggtkit.reconstruction import Reconstruction
 from vggtkit.refine.bundle import adjust
 from vggtkit.refine.cameras import Camera
 from vggtkit.refine.correspondences import (

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from vggtkit.geometry import extri_intri_to_pose_encoding, unproject_depth_map_to_point_map
-from vggtkit.pipeline import Reconstruction
+from vggtkit.reconstruction import Reconstruction
 from vggtkit.refine.cameras import Camera
 from vggtkit.refine.report import RefineReport
 from vggtkit.refine.tracks import Tracks

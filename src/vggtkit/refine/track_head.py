@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from vggtkit.pipeline import Reconstruction
+from vggtkit.reconstruction import Reconstruction
 from vggtkit.refine.correspondences import ClassicalMatcher, Correspondences
 from vggtkit.refine.matching import verify_fundamental
 from vggtkit.refine.options import MatchOptions

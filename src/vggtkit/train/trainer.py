@@ -24,6 +24,7 @@ from torch import Tensor
 from vggtkit.data.augment import ColorJitter
 from vggtkit.data.batches import BatchOptions, BatchStream, SceneSource
 from vggtkit.data.normalize import normalize_batch
+from vggtkit.inference import ExecutionPlan
 from vggtkit.models.vggt.config import VGGTConfig
 from vggtkit.models.vggt.model import VGGT
 from vggtkit.train.checkpoint import (
@@ -33,7 +34,7 @@ from vggtkit.train.checkpoint import (
     resolve_resume,
     save_checkpoint,
 )
-from vggtkit.train.config import TrainConfig
+from vggtkit.train.config import OptimSection, TrainConfig
 from vggtkit.train.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -250,6 +251,13 @@ class _MetricLogger:
 
 
 # ----------------------------------------------------------------------------- the loop
+def training_plan(opt: OptimSection, amp_dtype: torch.dtype | None) -> ExecutionPlan:
+    """How the model runs in a training step: the aggregator in the mixed-precision dtype (the heads, the residual
+    stream and LayerNorms stay float32, as under the official code's autocast), optionally recomputing each
+    block in the backward pass."""
+    return ExecutionPlan(dtype=amp_dtype or torch.float32, gradient_checkpointing=opt.grad_checkpointing)
+
+
 def build_model(config: TrainConfig) -> VGGT:
     """The model to train: from ``model.init_from`` (fine-tuning) or randomly initialised (seeded).
 
@@ -314,8 +322,6 @@ def _train(
 
     model = build_model(config).to(device)
     frozen = freeze_modules(model, opt.freeze)
-    if opt.grad_checkpointing:
-        model.aggregator.gradient_checkpointing = True
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     if not params:
         raise ValueError("every parameter is frozen: nothing to train (check optim.freeze)")
@@ -345,6 +351,7 @@ def _train(
         )
     criterion = MultitaskLoss(config.loss)
     amp_dtype = resolve_amp(opt.amp, device)
+    plan = training_plan(opt, amp_dtype)
     groups = _clip_groups(model)
     metric_logger = _MetricLogger(out_dir, run.logger, resume=bool(run.resume)) if info.is_main else None
     bar = None
@@ -382,10 +389,7 @@ def _train(
                     "loss.track_weight > 0 needs ground-truth tracks, which this data source lacks"
                 )
             queries = batch["tracks"][:, 0]  # the track head queries points in frame 0
-        with torch.autocast(
-            device_type=device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
-        ):
-            predictions = ddp_model(batch["images"], queries)
+        predictions = ddp_model(batch["images"], queries, options=plan)
         losses = criterion(predictions, batch)
         objective = losses["objective"]
         finite = torch.isfinite(objective.detach()).float()

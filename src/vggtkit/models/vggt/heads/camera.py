@@ -39,8 +39,10 @@ class CameraHead(nn.Module):
         self.pose_branch = Mlp(dim_in, dim_in // 2, POSE_ENCODING_DIM)
 
     def forward(self, tokens: Tensor, num_iterations: int = 4) -> list[Tensor]:
-        """tokens: last aggregator output (B, S, P, 2C). Returns ``num_iterations`` activated (B, S, 9)."""
-        camera_tokens = self.token_norm(tokens[:, :, 0])  # (B, S, 2C)
+        """tokens: last aggregator output (B, S, P, 2C). Returns ``num_iterations`` activated (B, S, 9), float32."""
+        # The head runs in the dtype of its weights (float32 unless converted): it sees one token per frame, so its
+        # cost is reading its weights.
+        camera_tokens = self.token_norm(tokens[:, :, 0].to(self.token_norm.weight.dtype))  # (B, S, 2C)
         B, S, _ = camera_tokens.shape
         raw: Tensor | None = None
         pose_enc_list = []
@@ -53,5 +55,5 @@ class CameraHead(nn.Module):
             x = gate * (self.adaln_norm(camera_tokens) * (1 + scale) + shift) + camera_tokens
             delta = self.pose_branch(self.trunk_norm(self.trunk(x)))
             raw = delta if raw is None else raw + delta
-            pose_enc_list.append(activate_pose(raw))
+            pose_enc_list.append(activate_pose(raw).float())
         return pose_enc_list

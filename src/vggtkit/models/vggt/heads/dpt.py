@@ -1,134 +1,34 @@
-"""DPT head: turns four aggregator layers into a dense map (depth, points, or track features)."""
+"""DPT head: turns four aggregator layers into a dense map (depth, points, or track features).
+
+Per layer: the shared LayerNorm, a 1x1 projection, the uv position embedding, resampling to strides 4, 8, 16 and
+32 of the patch grid, then ``*_rn`` 3x3 convolutions and coarse-to-fine fusion (the trunk, at 4x the patch
+grid). The full-resolution tail (refinenet1's x2 resize, ``output_conv1``, the resize to the image size, the
+position embedding again, and ``output_conv2`` plus the activations unless ``feature_only``) runs in bands of
+output rows with the convolutions' halo rows when ``band_rows`` asks for it, so no map of the whole image at 8x
+the patch grid or at full size need be held.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vggtkit.layers.dpt import (
+    ConvRunner,
+    DenseRun,
+    DPTFusion,
+    add_uv_position_embedding_,
+    interpolate_bilinear,
+)
 from vggtkit.models.vggt.heads.activations import apply_conf_activation, apply_point_activation
-
-# Above this many output elements one interpolate call can overflow int32 indexing; split along the batch.
-_INTERPOLATE_MAX_ELEMENTS = 1_610_612_736
+from vggtkit.utils.memory import release_free_memory
 
 
-def interpolate_bilinear(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinear resize with align_corners=True, split along the batch when the output would be huge."""
-    n_out = size[0] * size[1] * x.shape[0] * x.shape[1]
-    if n_out <= _INTERPOLATE_MAX_ELEMENTS:
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
-    chunks = x.chunk(n_out // _INTERPOLATE_MAX_ELEMENTS + 1, dim=0)
-    return torch.cat(
-        [F.interpolate(c, size=size, mode="bilinear", align_corners=True) for c in chunks], dim=0
-    )
-
-
-def uv_axes(
-    width: int, height: int, aspect_ratio: float, dtype: torch.dtype, device: torch.device
-) -> tuple[Tensor, Tensor]:
-    """Pixel-centre samples u (width,) of [-span_x, span_x] and v (height,) of [-span_y, span_y], with
-    span = (ar, 1) / sqrt(ar^2 + 1)."""
-    diag = (aspect_ratio**2 + 1.0) ** 0.5
-    span_x, span_y = aspect_ratio / diag, 1.0 / diag
-    xs = torch.linspace(
-        -span_x * (width - 1) / width, span_x * (width - 1) / width, width, dtype=dtype, device=device
-    )
-    ys = torch.linspace(
-        -span_y * (height - 1) / height, span_y * (height - 1) / height, height, dtype=dtype, device=device
-    )
-    return xs, ys
-
-
-def uv_grid(width: int, height: int, aspect_ratio: float, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """The grid of :func:`uv_axes`: (height, width, 2) holding (u, v)."""
-    xs, ys = uv_axes(width, height, aspect_ratio, dtype, device)
-    uu, vv = torch.meshgrid(xs, ys, indexing="xy")
-    return torch.stack([uu, vv], dim=-1)
-
-
-def sincos_embed_1d(pos: Tensor, dim: int, omega_0: float) -> Tensor:
-    """pos (M,) -> (M, dim) = [sin(pos * w_k) | cos(pos * w_k)] with w_k = omega_0^(-k / (dim/2)), in float64."""
-    compute_dtype = torch.float32 if pos.device.type == "mps" else torch.float64
-    omega = 1.0 / omega_0 ** (torch.arange(dim // 2, dtype=compute_dtype, device=pos.device) / (dim / 2.0))
-    angles = pos.reshape(-1).to(compute_dtype)[:, None] * omega[None]
-    return torch.cat([angles.sin(), angles.cos()], dim=1).float()
-
-
-def uv_position_embedding(
-    height: int, width: int, channels: int, aspect_ratio: float, device: torch.device
-) -> Tensor:
-    """(channels, height, width) embedding [sin u | cos u | sin v | cos v] of the aspect-aware uv grid."""
-    grid = uv_grid(width, height, aspect_ratio, torch.float32, device).reshape(-1, 2)
-    emb = torch.cat(
-        [sincos_embed_1d(grid[:, 0], channels // 2, 100), sincos_embed_1d(grid[:, 1], channels // 2, 100)], -1
-    )
-    return emb.reshape(height, width, channels).permute(2, 0, 1)
-
-
-def add_uv_position_embedding_(
-    x: Tensor, aspect_ratio: float, ratio: float = 0.1, rows: tuple[int, int] | None = None
-) -> Tensor:
-    """x (N, C, h, w) += ratio * uv_position_embedding(h, w, C, aspect_ratio), in place; returns x.
-
-    The embedding is separable (the first C/2 channels depend on the column only, the rest on the row), so it is
-    computed on the two axes and broadcast: the same numbers for O(h + w) work instead of O(C h w).
-    ``rows=(first, height)``: x holds rows first .. first + h of a map of ``height`` rows (a band of it).
-    """
-    _, C, h, w = x.shape
-    first, height = rows or (0, h)
-    xs, ys = uv_axes(w, height, aspect_ratio, torch.float32, x.device)
-    ys = ys[first : first + h]
-    emb_u = sincos_embed_1d(xs, C // 2, 100).to(x.dtype)  # (w, C/2)
-    emb_v = sincos_embed_1d(ys, C // 2, 100).to(x.dtype)  # (h, C/2)
-    x[:, : C // 2].add_((ratio * emb_u).t()[None, :, None, :])
-    x[:, C // 2 :].add_((ratio * emb_v).t()[None, :, :, None])
-    return x
-
-
-class ResidualConvUnit(nn.Module):
-    """relu(x) + conv2(relu(conv1(relu(x)))).
-
-    The released model applied an in-place ReLU to the input, so the skip path carries relu(x), not x.
-    """
-
-    def __init__(self, features: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(features, features, 3, padding=1)
-        self.conv2 = nn.Conv2d(features, features, 3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = F.relu(x)
-        return x + self.conv2(F.relu(self.conv1(x)))
-
-
-class FeatureFusionBlock(nn.Module):
-    """out = RCU2(x + RCU1(skip)), resized (bilinear, align_corners) to ``size`` or x2, then a 1x1 ``out_conv``."""
-
-    def __init__(self, features: int, has_residual: bool = True) -> None:
-        super().__init__()
-        if has_residual:
-            self.resConfUnit1 = ResidualConvUnit(features)
-        self.resConfUnit2 = ResidualConvUnit(features)
-        self.out_conv = nn.Conv2d(features, features, 1)
-
-    def forward(self, x: Tensor, skip: Tensor | None = None, size: Sequence[int] | None = None) -> Tensor:
-        if skip is not None:
-            x = x + self.resConfUnit1(skip)
-        x = self.resConfUnit2(x)
-        size = tuple(size) if size is not None else (x.shape[-2] * 2, x.shape[-1] * 2)
-        return self.out_conv(interpolate_bilinear(x, size))
-
-
-class DPTHead(nn.Module):
-    """Dense prediction head (Ranftl et al.) over four aggregator layers.
-
-    Per layer: shared LayerNorm, 1x1 projection, optional uv position embedding, resampling to strides
-    4, 8, 16 and 32 of the patch grid; then ``*_rn`` 3x3 convs, coarse-to-fine fusion, ``output_conv1``, a resize to
-    the image size (divided by ``down_ratio``), the position embedding again, and either the features
-    (``feature_only``) or ``output_conv2`` plus the activations.
-    """
+class DPTHead(DPTFusion):
+    """Dense prediction head (Ranftl et al.) over four aggregator layers (keys as the released checkpoint)."""
 
     def __init__(
         self,
@@ -144,32 +44,13 @@ class DPTHead(nn.Module):
         feature_only: bool = False,
         down_ratio: int = 1,
     ) -> None:
-        super().__init__()
-        self.patch_size = patch_size
+        super().__init__(
+            dim_in, patch_size, features, out_channels, intermediate_layer_idx, pos_embed=pos_embed
+        )
         self.activation = activation
         self.conf_activation = conf_activation
-        self.pos_embed = pos_embed
         self.feature_only = feature_only
         self.down_ratio = down_ratio
-        self.intermediate_layer_idx = tuple(intermediate_layer_idx)
-        oc = tuple(out_channels)
-        self.norm = nn.LayerNorm(dim_in)
-        self.projects = nn.ModuleList(nn.Conv2d(dim_in, c, 1) for c in oc)
-        self.resize_layers = nn.ModuleList(
-            [
-                nn.ConvTranspose2d(oc[0], oc[0], kernel_size=4, stride=4),
-                nn.ConvTranspose2d(oc[1], oc[1], kernel_size=2, stride=2),
-                nn.Identity(),
-                nn.Conv2d(oc[3], oc[3], kernel_size=3, stride=2, padding=1),
-            ]
-        )
-        self.scratch = nn.Module()
-        for i, c in enumerate(oc, start=1):
-            setattr(self.scratch, f"layer{i}_rn", nn.Conv2d(c, features, 3, padding=1, bias=False))
-        self.scratch.refinenet1 = FeatureFusionBlock(features)
-        self.scratch.refinenet2 = FeatureFusionBlock(features)
-        self.scratch.refinenet3 = FeatureFusionBlock(features)
-        self.scratch.refinenet4 = FeatureFusionBlock(features, has_residual=False)
         if feature_only:
             self.scratch.output_conv1 = nn.Conv2d(features, features, 3, padding=1)
         else:
@@ -178,49 +59,6 @@ class DPTHead(nn.Module):
                 nn.Conv2d(features // 2, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, output_dim, 1)
             )
 
-    def _add_pos_embed(self, x: Tensor, image_hw: tuple[int, int], ratio: float = 0.1) -> Tensor:
-        H, W = image_hw
-        emb = uv_position_embedding(x.shape[-2], x.shape[-1], x.shape[1], W / H, x.device)
-        return x + ratio * emb.to(x.dtype)[None]
-
-    def _fuse(self, feats: list[Tensor]) -> Tensor:
-        s = self.scratch
-        l1, l2, l3, l4 = (getattr(s, f"layer{i}_rn")(f) for i, f in enumerate(feats, start=1))
-        out = s.refinenet4(l4, size=l3.shape[2:])
-        out = s.refinenet3(out, l3, size=l2.shape[2:])
-        out = s.refinenet2(out, l2, size=l1.shape[2:])
-        out = s.refinenet1(out, l1)
-        return s.output_conv1(out)
-
-    def forward_frames(
-        self, layers: Sequence[Tensor], image_hw: tuple[int, int], patch_start_idx: int
-    ) -> Tensor:
-        """Run the head on (N, P, C_in) tokens of N frames for each of the 4 layers.
-
-        Returns the pre-activation map (N, output_dim, H', W'), or features (N, features, H', W').
-        """
-        H, W = image_hw
-        grid_h, grid_w = H // self.patch_size, W // self.patch_size
-        feats = []
-        for k, tokens in enumerate(layers):
-            x = self.norm(tokens[:, patch_start_idx:])
-            x = x.transpose(1, 2).reshape(x.shape[0], x.shape[-1], grid_h, grid_w)
-            x = self.projects[k](x)
-            if self.pos_embed:
-                x = self._add_pos_embed(x, image_hw)
-            feats.append(self.resize_layers[k](x))
-        out = self._fuse(feats)
-        out_hw = (
-            int(grid_h * self.patch_size / self.down_ratio),
-            int(grid_w * self.patch_size / self.down_ratio),
-        )
-        out = interpolate_bilinear(out, out_hw)
-        if self.pos_embed:
-            out = self._add_pos_embed(out, image_hw)
-        if self.feature_only:
-            return out
-        return self.scratch.output_conv2(out)
-
     def activate(self, out: Tensor) -> tuple[Tensor, Tensor]:
         """(..., C, H, W) pre-activation -> values (..., H, W, C-1) and confidence (..., H, W)."""
         out = out.movedim(-3, -1)
@@ -228,31 +66,167 @@ class DPTHead(nn.Module):
             out[..., -1], self.conf_activation
         )
 
+    def output_size(self, image_hw: Sequence[int]) -> tuple[int, int]:
+        """(height, width) of the output map for images of ``image_hw``."""
+        p = self.patch_size
+        return (
+            int(image_hw[0] // p * p / self.down_ratio),
+            int(image_hw[1] // p * p / self.down_ratio),
+        )
+
     def forward(
         self,
         aggregated_tokens_list: Sequence[Tensor | None],
         images: Tensor,
         patch_start_idx: int,
-        frames_chunk_size: int | None = 8,
+        run: DenseRun | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Args:
-            aggregated_tokens_list: aggregator outputs, (B, S, P, C_in) at least at ``intermediate_layer_idx``.
+            aggregated_tokens_list: aggregator outputs (B, S, P, C_in) of any float dtype, at least at
+                ``intermediate_layer_idx``.
             images: (B, S, 3, H, W), used for its size.
-            frames_chunk_size: frames per pass (bounds memory); None runs all frames at once.
+            run: frames per pass, precision, layout and row bands (default: 8 frames per pass, float32, all rows,
+                as the official code).
 
         Returns:
             feature_only: (B, S, features, H/down, W/down). Otherwise (B, S, H, W, output_dim-1) values and
-            (B, S, H, W) confidence.
+            (B, S, H, W) confidence. float32.
         """
+        run = run or DenseRun()
         B, S, _, H, W = images.shape
-        chunk = S if not frames_chunk_size or frames_chunk_size >= S else frames_chunk_size
-        layers = [aggregated_tokens_list[i] for i in self.intermediate_layer_idx]
-        outs = []
-        for start in range(0, S, chunk):
-            frame_layers = [t[:, start : start + chunk].flatten(0, 1) for t in layers]
-            out = self.forward_frames(frame_layers, (H, W), patch_start_idx)
-            outs.append(out.unflatten(0, (B, -1)))
-        out = torch.cat(outs, dim=1) if len(outs) > 1 else outs[0]
+        layers = [aggregated_tokens_list[i].flatten(0, 1) for i in self.intermediate_layer_idx]
+        n = B * S
+        chunk = min(run.frames_chunk or n, n)
+        conv = ConvRunner(run.dtype, run.channels_last)
+        out_hw = self.output_size((H, W))
+        band = run.band_rows or out_hw[0]
+        out = _DenseOutput(self, n, out_hw)
+        for f0 in range(0, n, chunk):
+            f1 = min(f0 + chunk, n)
+            if run.release_memory:
+                release_free_memory()
+            low = self.fuse(conv, [t[f0:f1] for t in layers], (H, W), patch_start_idx)
+            for r0 in range(0, out_hw[0], band):
+                r1 = min(r0 + band, out_hw[0])
+                if run.release_memory:
+                    release_free_memory()
+                out.write((f0, f1), (r0, r1), self._tail_rows(conv, low, (r0, r1), out_hw, W / H))
+            del low
+        return out.result(B, S)
+
+    def _tail_rows(
+        self, conv: ConvRunner, low: Tensor, rows: tuple[int, int], out_hw: tuple[int, int], aspect: float
+    ) -> Tensor:
+        """Rows [r0, r1) of the head's output from the trunk's map ``low`` (N, F, h, w): (N, C_out, r1 - r0, W').
+
+        Each stage computes the rows the next one reads, including the 3x3 convolutions' halo rows. A convolution
+        sees zeros beyond the rows it is given, so the rows within its halo of a band edge are wrong unless the
+        edge is the map's border; those rows are cropped. The band equals those rows of the whole map up to
+        rounding.
+        """
+        s = self.scratch
+        (h, w), (out_h, out_w) = low.shape[-2:], out_hw
+        # The rows each stage needs, from the output back to ``low``.
+        full = rows if self.feature_only else _widen(rows, _halo(s.output_conv2), out_h)
+        to_full = _taps(full, 2 * h, out_h, low.device)
+        mid = _widen(to_full.span, _halo(s.output_conv1), 2 * h)
+        to_mid = _taps(mid, h, 2 * h, low.device)
+        x = _resize_rows(low[:, :, slice(*to_mid.span)], to_mid, 2 * w, conv.channels_last)
+        x = _crop(conv(s.output_conv1, x), mid, to_full.span)
+        x = _resize_rows(x, to_full, out_w, conv.channels_last)
+        if self.pos_embed:
+            add_uv_position_embedding_(x, aspect, rows=(full[0], out_h))
         if self.feature_only:
-            return out
-        return self.activate(out)
+            return x
+        return _crop(conv(s.output_conv2, x), full, rows)
+
+
+class _DenseOutput:
+    """The head's float32 outputs, filled band by band (features, or activated values and confidence)."""
+
+    def __init__(self, head: DPTHead, n: int, out_hw: tuple[int, int]) -> None:
+        self.head, self.n, self.out_hw = head, n, out_hw
+        self.values: Tensor | None = None
+        self.conf: Tensor | None = None
+
+    def write(self, frames: tuple[int, int], rows: tuple[int, int], out: Tensor) -> None:
+        (f0, f1), (r0, r1) = frames, rows
+        if self.head.feature_only:
+            if self.values is None:
+                self.values = out.new_empty(self.n, out.shape[1], *self.out_hw, dtype=torch.float32)
+            self.values[f0:f1, :, r0:r1] = out
+            return
+        values, conf = self.head.activate(out.float())
+        if self.values is None:
+            self.values = values.new_empty(self.n, *self.out_hw, values.shape[-1])
+            self.conf = conf.new_empty(self.n, *self.out_hw)
+        self.values[f0:f1, r0:r1], self.conf[f0:f1, r0:r1] = values, conf
+
+    def result(self, B: int, S: int) -> Tensor | tuple[Tensor, Tensor]:
+        if self.head.feature_only:
+            return self.values.unflatten(0, (B, S))
+        return self.values.unflatten(0, (B, S)), self.conf.unflatten(0, (B, S))
+
+
+# ----------------------------------------------------------------------------- row bands
+class _Taps(NamedTuple):
+    """Bilinear (align_corners) resize of rows: output rows ``rows`` read input rows ``span``, row i from
+    i0[i] and i1[i] with weights 1 - lam[i] and lam[i]."""
+
+    rows: tuple[int, int]
+    span: tuple[int, int]
+    i0: Tensor
+    i1: Tensor
+    lam: Tensor
+    whole: bool  # all output rows from all input rows: the plain resize
+
+
+def _taps(rows: tuple[int, int], n_in: int, n_out: int, device: torch.device) -> _Taps:
+    """The taps of output rows [r0, r1) of a resize from n_in to n_out rows, computed as PyTorch's kernel does
+    (float32 source positions), so a band reproduces the rows of the whole resize."""
+    scale = torch.tensor(n_in - 1, dtype=torch.float32) / (n_out - 1) if n_out > 1 else torch.tensor(0.0)
+    src = torch.arange(*rows, dtype=torch.float32) * scale
+    i0 = src.floor().long().clamp_(max=n_in - 1)
+    lam = (src - i0).clamp_(0, 1)
+    i1 = (i0 + 1).clamp_(max=n_in - 1)
+    span = (int(i0[0]), int(i1[-1]) + 1)
+    whole = rows == (0, n_out) and span == (0, n_in)
+    return _Taps(rows, span, i0.to(device), i1.to(device), lam.to(device), whole)
+
+
+def _resize_rows(x: Tensor, taps: _Taps, width: int, channels_last: bool) -> Tensor:
+    """Rows ``taps.rows`` of the bilinear (align_corners) resize to ``width`` columns of a map; x (N, C, m, w)
+    holds its rows ``taps.span``. Rows are interpolated first (on the narrower map), then columns."""
+    if taps.whole:  # one band: the resize kernel itself (the row gather below is slower)
+        return interpolate_bilinear(x, (taps.rows[1], width))
+    axis = 1 if channels_last else 2  # the row axis of the view the rows are gathered from
+    rows = x.permute(0, 2, 3, 1) if channels_last else x  # gathering (N, m, w, C) rows keeps channels-last
+    shift = taps.span[0]
+    weight_shape = (-1,) + (1,) * (rows.dim() - axis - 1)
+    lam = taps.lam.view(weight_shape)
+    out = rows.index_select(axis, taps.i0 - shift).mul_(1 - lam)
+    out.addcmul_(rows.index_select(axis, taps.i1 - shift), lam)
+    if channels_last:
+        out = out.permute(0, 3, 1, 2)
+    return interpolate_bilinear(out, (out.shape[-2], width))  # rows map to themselves: columns only
+
+
+def _halo(module: nn.Module) -> int:
+    """Rows of context on each side that a stride-1 'same' convolution (or a stack of them) reads per output row."""
+    if isinstance(module, nn.Sequential):
+        return sum(_halo(layer) for layer in module)
+    if isinstance(module, nn.Conv2d):
+        k, p = module.kernel_size[0], module.padding[0]
+        if module.stride[0] != 1 or module.dilation[0] != 1 or 2 * p != k - 1:
+            raise TypeError(f"the banded DPT tail needs stride-1 'same' convolutions, got {module}")
+        return p
+    return 0
+
+
+def _widen(rows: tuple[int, int], halo: int, n: int) -> tuple[int, int]:
+    return max(rows[0] - halo, 0), min(rows[1] + halo, n)
+
+
+def _crop(x: Tensor, have: tuple[int, int], want: tuple[int, int]) -> Tensor:
+    """Rows ``want`` of a map whose rows ``have`` x (N, C, m, w) holds."""
+    return x[:, :, want[0] - have[0] : want[1] - have[0]]

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from vggtkit.layers import Mlp
+from vggtkit.layers.dpt import DenseRun
 from vggtkit.layers.init import normal_parameter
 from vggtkit.models.vggt.heads.dpt import DPTHead
 from vggtkit.models.vggt.heads.track_modules import (
@@ -149,7 +150,13 @@ class TrackHead(nn.Module):
         patch_start_idx: int,
         query_points: Tensor,
         iters: int | None = None,
+        run: DenseRun | None = None,
     ) -> tuple[list[Tensor], Tensor, Tensor]:
-        """query_points: (B, N, 2) pixels in frame 0. Returns (tracks per iteration, vis, conf); see the tracker."""
-        fmaps = self.feature_extractor(aggregated_tokens_list, images, patch_start_idx)
-        return self.tracker(query_points, fmaps, iters or self.iters)
+        """query_points: (B, N, 2) pixels in frame 0. Returns (tracks per iteration, vis, conf); see the tracker.
+
+        ``run`` sets how the feature extractor runs (:class:`~vggtkit.layers.dpt.DenseRun`); its frame chunk also
+        bounds the tracker's correlation volumes (None there: all frames at once, as the official code).
+        """
+        fmaps = self.feature_extractor(aggregated_tokens_list, images, patch_start_idx, run)
+        frames_chunk = None if run is None else run.frames_chunk
+        return self.tracker(query_points, fmaps, iters or self.iters, frames_chunk_size=frames_chunk)
