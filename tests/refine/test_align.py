@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from _refine_scenes import make_reconstruction
 from scipy.spatial.transform import Rotation
 
-from conftest import make_reconstruction
 from vggtkit.geometry import unproject_depth_map_to_point_map
 from vggtkit.refine import Similarity, align, apply_similarity, load_positions
 from vggtkit.refine.align import camera_centres

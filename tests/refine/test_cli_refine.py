@@ -1,5 +1,5 @@
-"""`vggtkit refine`: writes the refined predictions, refine.json and a COLMAP model; every user mistake is
-exit code 2 and one line."""
+"""`vggtkit refine`: writes predictions_refined.npz, refine.json and the exports of the refined result; every
+user mistake is exit code 2 and one line."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from vggtkit.cli import main
-from vggtkit.pipeline import Reconstruction
+from vggtkit.reconstruction import Reconstruction
 
 
 @pytest.fixture(scope="module")
@@ -42,27 +42,34 @@ def test_refine_writes_everything(predictions: Path, truth, capsys) -> None:
 
     poses, _, _ = truth
     out = predictions.parent / "out"
-    assert (
-        main(["refine", str(predictions), "-o", str(out), "--distance", "view_0.png", "view_4.png", "3.0"])
-        == 0
-    )
+    argv = ["refine", str(predictions), "-o", str(out), "--distance", "view_0.png", "view_4.png", "3.0"]
+    assert main([*argv, "--export", "all"]) == 0
     printed = capsys.readouterr().out
     assert "refinement: refined" in printed and "aligned to distance" in printed
     report = json.loads((out / "refine.json").read_text())
     assert report["status"] == "refined" and report["alignment"]["kind"] == "distance"
-    rec = Reconstruction.load_npz(out / "predictions.npz")
+    assert not (out / "predictions.npz").exists()  # the model's own predictions are not rewritten
+    rec = Reconstruction.load_npz(out / "predictions_refined.npz")
     centres = -np.einsum("sji,sj->si", rec.extrinsic[:, :, :3], rec.extrinsic[:, :, 3])
     assert np.linalg.norm(centres[0] - centres[4]) == pytest.approx(3.0)
-    from conftest import rotation_errors
+    from _refine_scenes import rotation_errors
 
     assert rotation_errors(rec.extrinsic, poses).mean() < 0.5
     model = pycolmap.Reconstruction(str(out / "sparse" / "0"))
     assert model.num_images() == 5 and model.num_points3D() == report["num_tracks"]
+    assert all((out / "images" / name).is_file() for name in rec.names)
+    # every export is written in the aligned frame, with the refined cameras
+    cameras = json.loads((out / "cameras.json").read_text())
+    np.testing.assert_allclose(
+        np.asarray(cameras["frames"][4]["cam_from_world"])[:3], rec.extrinsic[4], atol=1e-5
+    )
 
 
 def test_default_output_is_next_to_the_input(predictions: Path, capsys) -> None:
     assert main(["refine", str(predictions), "--iterations", "1", "--no-guided"]) == 0
-    assert (predictions.parent / "refined" / "refine.json").is_file()
+    assert (predictions.parent / "refine.json").is_file()
+    assert (predictions.parent / "predictions_refined.npz").is_file()
+    assert (predictions.parent / "sparse" / "0" / "points3D.bin").is_file()
 
 
 def test_user_mistakes(predictions: Path, tmp_path: Path, capsys) -> None:

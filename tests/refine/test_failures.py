@@ -6,8 +6,8 @@ import dataclasses
 
 import numpy as np
 import pytest
+from _refine_scenes import make_reconstruction
 
-from conftest import make_reconstruction
 from vggtkit.refine import BundleOptions, RefineOptions, refine
 
 

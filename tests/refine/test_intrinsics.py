@@ -98,7 +98,7 @@ def test_known_intrinsics_are_held(perturbed, truth, tmp_path) -> None:
     (tmp_path / "cameras.json").write_text(json.dumps({"frames": frames}))
     known = KnownIntrinsics.from_file(tmp_path / "cameras.json")
     result = refine(
-        perturbed, RefineOptions(bundle=BundleOptions(camera_model="SIMPLE_RADIAL")), intrinsics=known
+        perturbed, RefineOptions(bundle=BundleOptions(camera_model="SIMPLE_RADIAL"), intrinsics=known)
     )
     assert result.report.status == "refined" and result.report.known_intrinsics == perturbed.names
     for i, camera in enumerate(result.cameras):

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
-from vggtkit.refine import BundleOptions, Camera, MatchOptions, RefineOptions, Tracks, select_query_frames
+from vggtkit.refine import (
+    AlignOptions,
+    BundleOptions,
+    Camera,
+    KnownIntrinsics,
+    MatchOptions,
+    RefineOptions,
+    Tracks,
+    select_query_frames,
+)
 from vggtkit.refine.cameras import fundamental_from_poses, project, unproject
 from vggtkit.refine.correspondences import query_pairs
 from vggtkit.refine.depth import sample_depth
@@ -166,5 +177,18 @@ def test_options_validate_themselves() -> None:
         BundleOptions(filter_schedule=(0.5,))
     with pytest.raises(ValueError, match="loss"):
         BundleOptions(loss="l2")
-    with pytest.raises(ValueError, match="RefineOptions.matching"):
+    with pytest.raises(ValueError, match="matching must be a MatchOptions"):
         RefineOptions(matching=BundleOptions())
+    with pytest.raises(ValueError, match="intrinsics must be a KnownIntrinsics"):
+        RefineOptions(intrinsics="k.json")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="one of them"):
+        AlignOptions()
+    with pytest.raises(ValueError, match="positive number"):
+        AlignOptions(distance=("a.png", "b.png", 0.0))
+    with pytest.raises(ValueError, match="max_error applies to positions only"):
+        AlignOptions(distance=("a.png", "b.png", 1.0), max_error=0.1)
+    options = RefineOptions(
+        intrinsics=KnownIntrinsics.from_focal(300), alignment=AlignOptions(distance=("a", "b", 2))
+    )
+    assert options.to_dict()["intrinsics"] == "focal 300 px" and options.to_dict()["alignment"] == "distance"
+    json.dumps(options.to_dict())

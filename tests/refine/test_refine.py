@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import torch
+from _refine_scenes import FRAMES, SIZE, rotation_errors
 
-from conftest import FRAMES, SIZE, rotation_errors
 from vggtkit.metrics.pose import pose_auc, relative_pose_errors
 from vggtkit.refine import RefineOptions, refine
 

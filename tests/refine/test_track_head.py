@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _refine_scenes import ground_truth, make_reconstruction
 
-from conftest import ground_truth, make_reconstruction
 from vggtkit import VGGT, tiny_config
 from vggtkit.data.synthetic import SyntheticSceneConfig, render_scene
 from vggtkit.refine import MatchOptions, refine

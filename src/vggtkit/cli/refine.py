@@ -1,6 +1,10 @@
 """`vggtkit refine`: refine the cameras of an earlier run against its images (bundle adjustment), without
-running the model again. Writes the refined ``predictions.npz``, ``refine.json`` (the report) and a COLMAP
-model whose observations are the matched keypoints (``sparse/0``)."""
+running the model again. Writes ``predictions_refined.npz`` (which `vggtkit view` shows beside the predicted
+cameras), ``refine.json`` (the report) and the chosen exports of the refined result (by default the COLMAP
+model whose observations are the matched keypoints).
+
+Also home of the refinement flags `vggtkit reconstruct --ba` shares.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,21 @@ import time
 from pathlib import Path
 
 from vggtkit.cli.common import UserError
+from vggtkit.cli.export import (
+    add_export_options,
+    check_output_dir,
+    export_options_from_args,
+    print_exports,
+    progress_bars,
+)
 
+DEFAULT_EXPORTS = "colmap"
 EXAMPLES = """\
 examples:
-  vggtkit refine scene/predictions.npz                          # writes scene/refined/
+  vggtkit refine scene/predictions.npz                          # scene/predictions_refined.npz, refine.json, sparse/0
   vggtkit refine scene/predictions.npz --intrinsics calib.json  # known intrinsics, held fixed
   vggtkit refine scene/predictions.npz --focal 1200 --shared-camera
-  vggtkit refine scene/predictions.npz --align-to gps.txt       # lines 'IMAGE_NAME X Y Z'
+  vggtkit refine scene/predictions.npz --align-to gps.txt --export all   # lines 'IMAGE_NAME X Y Z'
   vggtkit refine scene/predictions.npz --distance img1.jpg img9.jpg 2.5
 """
 
@@ -26,33 +38,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="refine the cameras of a predictions.npz against its images (bundle adjustment)",
         description="Find correspondences in the original images of an earlier run, refine its cameras and "
         "depth scales by bundle adjustment (frames whose predicted pose the correspondences contradict are "
-        "re-initialised), and write the refined predictions.npz, refine.json and a COLMAP model with the "
-        "matched keypoints as observations. Frames that cannot be refined keep their predicted camera; the "
-        "command never fails because refinement does.",
+        "re-initialised), and write predictions_refined.npz, refine.json and the chosen exports of the refined "
+        "result. Frames that cannot be refined keep their predicted camera; the command never fails because "
+        "refinement does.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("predictions", metavar="PREDICTIONS.npz", help="a predictions.npz file")
     parser.add_argument(
-        "-o", "--output", metavar="DIR", help="output folder (default: 'refined' next to PREDICTIONS.npz)"
+        "-o", "--output", metavar="DIR", help="output folder (default: the folder of PREDICTIONS.npz)"
     )
-    _add_camera_options(parser)
-    _add_matching_options(parser)
-    _add_alignment_options(parser)
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
+    add_refine_options(parser)
+    add_export_options(parser, default_exports=DEFAULT_EXPORTS)
     parser.set_defaults(func=run)
 
 
+def add_refine_options(parser: argparse.ArgumentParser) -> None:
+    """The refinement flags (the camera model and shared camera are the exports' --camera-model and
+    --shared-camera)."""
+    _add_camera_options(parser)
+    _add_matching_options(parser)
+    _add_alignment_options(parser)
+
+
 def _add_camera_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("cameras")
-    group.add_argument(
-        "--camera-model",
-        default="SIMPLE_PINHOLE",
-        choices=("SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL"),
-        help="camera model (default: SIMPLE_PINHOLE); SIMPLE_RADIAL's distortion is kept in the COLMAP model "
-        "only",
-    )
-    group.add_argument("--shared-camera", action="store_true", help="one camera for all images (one size)")
+    group = parser.add_argument_group("refinement: cameras")
     group.add_argument("--fix-focal", action="store_true", help="do not refine focal lengths")
     group.add_argument(
         "--refine-principal-point", action="store_true", help="also refine principal points (off by default)"
@@ -67,7 +77,7 @@ def _add_camera_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_matching_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("correspondences and adjustment")
+    group = parser.add_argument_group("refinement: correspondences and adjustment")
     group.add_argument(
         "--query-frames",
         type=int,
@@ -99,10 +109,11 @@ def _add_matching_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="a frame needs this many to be refined (default: 20)",
     )
+    group.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
 
 
 def _add_alignment_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("metric scale and georeferencing")
+    group = parser.add_argument_group("refinement: metric scale and georeferencing")
     group.add_argument(
         "--align-to",
         metavar="FILE",
@@ -122,28 +133,8 @@ def _add_alignment_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-# Option fields as the command line names them, for error messages.
-_FLAGS = {
-    "MatchOptions.query_frames": "--query-frames",
-    "MatchOptions.max_keypoints": "--max-keypoints",
-    "InitOptions.min_inliers": "--min-inliers",
-    "BundleOptions.max_reproj_error": "--max-reproj-error",
-    "BundleOptions.iterations": "--iterations",
-    "RefineOptions.seed": "--seed",
-}
-
-
-def _options(args: argparse.Namespace):
-    try:
-        return _build_options(args)
-    except ValueError as exc:
-        message = str(exc)
-        for field, flag in _FLAGS.items():
-            message = message.replace(field, flag)
-        raise UserError(message) from exc
-
-
-def _build_options(args: argparse.Namespace):
+def refine_options_from_args(args: argparse.Namespace):
+    """The library's ``RefineOptions`` from the flags (a ValueError names a bad value in library words)."""
     from vggtkit.refine import BundleOptions, InitOptions, MatchOptions, RefineOptions
 
     return RefineOptions(
@@ -152,13 +143,15 @@ def _build_options(args: argparse.Namespace):
         ),
         init=InitOptions(min_inliers=args.min_inliers),
         bundle=BundleOptions(
-            camera_model=args.camera_model,
+            camera_model=args.camera_model or "SIMPLE_PINHOLE",
             shared_camera=args.shared_camera,
             refine_focal_length=not args.fix_focal,
             refine_principal_point=args.refine_principal_point,
             max_reproj_error=args.max_reproj_error,
             iterations=args.iterations,
         ),
+        intrinsics=_intrinsics(args),
+        alignment=_alignment(args),
         seed=args.seed,
     )
 
@@ -175,71 +168,72 @@ def _intrinsics(args: argparse.Namespace):
     return None
 
 
-def _alignment(args: argparse.Namespace) -> dict:
-    from vggtkit.refine import load_positions
+def _alignment(args: argparse.Namespace):
+    from vggtkit.refine import AlignOptions, load_positions
 
     if args.align_to is not None and args.distance is not None:
         raise UserError("give --align-to or --distance, not both")
+    if args.align_max_error is not None and args.align_to is None:
+        raise UserError("--align-max-error needs --align-to")
     if args.align_to is not None:
-        return {"positions": load_positions(args.align_to), "max_error": args.align_max_error}
+        return AlignOptions(positions=load_positions(args.align_to), max_error=args.align_max_error)
     if args.distance is not None:
         name_a, name_b, value = args.distance
         try:
             length = float(value)
         except ValueError as exc:
             raise UserError(f"--distance: '{value}' is not a number") from exc
-        return {"distance": (name_a, name_b, length)}
-    if args.align_max_error is not None:
-        raise UserError("--align-max-error needs --align-to")
-    return {}
+        return AlignOptions(distance=(name_a, name_b, length))
+    return None
 
 
-def _correspondences(args: argparse.Namespace, options):
+def correspondences_from_args(args: argparse.Namespace, options):
+    """The track-head source of --track-head, or None (the classical matcher)."""
     if args.track_head is None:
         return None
-    from vggtkit import VGGT
+    from vggtkit import from_pretrained
     from vggtkit.refine.track_head import TrackHeadSource
 
-    model = VGGT.from_pretrained(args.track_head).eval()
+    model = from_pretrained(args.track_head).eval()
     return TrackHeadSource(model, options.matching, seed=args.seed)
 
 
-def _output_dir(args: argparse.Namespace, source: Path) -> Path:
-    from vggtkit.cli.export import check_output_dir
+def refine_and_export(args: argparse.Namespace, options, rec, out_dir: Path, progress) -> dict:
+    """Refine ``rec`` with ``options`` (from :func:`refine_options_from_args`) and write the exports of the
+    result (see ``export_refined``); prints the report. Returns the exports written."""
+    from vggtkit.refine import export_refined, refine
 
-    return check_output_dir(args.output if args.output is not None else source.parent / "refined")
+    correspondences = correspondences_from_args(args, options)
+    result = refine(rec, options, correspondences=correspondences, progress=progress)
+    # SIMPLE_RADIAL lives in the refined COLMAP model; a feed-forward COLMAP export falls back to PINHOLE.
+    export_options = export_options_from_args(
+        args, camera_model="PINHOLE" if args.camera_model == "SIMPLE_RADIAL" else None
+    )
+    results = export_refined(result, out_dir, args.export, export_options, progress=progress)
+    print(result.report.summary())
+    alignment = result.report.alignment
+    if alignment is not None:
+        print(
+            f"aligned to {alignment['kind']}: scale {alignment['similarity']['scale']:.6g}, rms residual "
+            f"{alignment['rms']:.4g}"
+        )
+    return results
 
 
 def run(args: argparse.Namespace) -> int:
-    from vggtkit.cli.export import progress_bars
-    from vggtkit.pipeline import Reconstruction
-    from vggtkit.refine import align, refine, write_colmap_model
+    from vggtkit import Reconstruction
+    from vggtkit.export import parse_export_names
 
-    options = _options(args)
-    intrinsics = _intrinsics(args)
-    alignment = _alignment(args)
+    parse_export_names(args.export)
+    options = refine_options_from_args(args)  # every mistake in the flags surfaces before the work
     source = Path(args.predictions)
     rec = Reconstruction.load_npz(source)
-    if alignment:
-        align(rec, seed=args.seed, **alignment)  # names and positions are checked before the work
-    out_dir = _output_dir(args, source)
-    correspondences = _correspondences(args, options)
+    out_dir = check_output_dir(args.output if args.output is not None else source.parent)
     start = time.perf_counter()
     with progress_bars() as progress:
-        result = refine(
-            rec, options, intrinsics=intrinsics, correspondences=correspondences, progress=progress
-        )
-    if alignment:
-        result, _ = align(result, seed=args.seed, **alignment)
-    result.reconstruction.save_npz(out_dir / "predictions.npz")
-    result.report.save(out_dir / "refine.json")
-    write_colmap_model(result, out_dir / "sparse" / "0")
-    print(result.report.summary())
-    if result.report.alignment is not None:
-        a = result.report.alignment
-        print(f"aligned to {a['kind']}: scale {a['similarity']['scale']:.6g}, rms residual {a['rms']:.4g}")
+        results = refine_and_export(args, options, rec, out_dir, progress)
     print(
-        f"refined {rec.num_frames} frames from {source} in {time.perf_counter() - start:.1f} s; wrote "
-        f"{out_dir}/predictions.npz, refine.json, sparse/0/"
+        f"refined {rec.num_frames} frames from {source} in {time.perf_counter() - start:.1f} s; output: {out_dir}"
     )
+    print_exports(results, out_dir)
     return 0

@@ -25,6 +25,7 @@ import torch
 
 from vggtkit.geometry import extri_intri_to_pose_encoding
 from vggtkit.reconstruction import Reconstruction
+from vggtkit.refine.options import AlignOptions
 from vggtkit.refine.result import RefineResult
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "align",
     "apply_similarity",
     "camera_centres",
+    "check_alignment",
     "load_positions",
 ]
 
@@ -178,19 +180,58 @@ def _fit_positions(
     return Similarity(scale, rot, trans), inliers
 
 
+def _matched_positions(rec: Reconstruction, positions: Mapping[str, Any]) -> tuple[dict[str, int], list[str]]:
+    """Given names -> frame index for those that are images of ``rec``, and the sorted unknown names.
+
+    Raises:
+        ValueError: fewer than three given names are images of ``rec``.
+    """
+    found = {n: _frame_index(rec, n) for n in positions}
+    matched = {n: i for n, i in found.items() if i is not None}
+    unmatched = sorted(n for n, i in found.items() if i is None)
+    if len(matched) < 3:
+        unknown = "" if not unmatched else " (unknown: " + ", ".join(unmatched[:3]) + ")"
+        raise ValueError(
+            f"aligning to positions needs at least 3 cameras with known positions, {len(matched)} of the given "
+            f"names are images of the reconstruction{unknown}; with two cameras give their distance instead"
+        )
+    return matched, unmatched
+
+
+def _distance_frames(rec: Reconstruction, distance: tuple[str, str, float]) -> tuple[int, int]:
+    """The frames of a known distance's two cameras.
+
+    Raises:
+        ValueError: a name that is no image of ``rec``, or a length that is not positive.
+    """
+    name_a, name_b, length = distance
+    index = [_frame_index(rec, n) for n in (name_a, name_b)]
+    missing = [n for n, i in zip((name_a, name_b), index, strict=True) if i is None]
+    if missing:
+        raise ValueError(f"no image named {', '.join(repr(n) for n in missing)} in the reconstruction")
+    if not (np.isfinite(length) and length > 0):
+        raise ValueError(f"the distance between two cameras must be positive, got {length!r}")
+    return index[0], index[1]
+
+
+def check_alignment(rec: Reconstruction, alignment: AlignOptions) -> None:
+    """Check, before any work, that ``alignment`` names images of ``rec`` (enough of them).
+
+    Raises:
+        ValueError: unknown names or too few cameras.
+    """
+    if alignment.positions is not None:
+        _matched_positions(rec, alignment.positions)
+    else:
+        _distance_frames(rec, alignment.distance)
+
+
 def _align_positions(
     rec: Reconstruction, positions: Mapping[str, Any], max_error: float | None, seed: int
 ) -> AlignmentReport:
-    matched = {n: _frame_index(rec, n) for n in positions}
-    names = [n for n, i in matched.items() if i is not None]
-    unmatched = sorted(n for n, i in matched.items() if i is None)
-    if len(names) < 3:
-        raise ValueError(
-            f"aligning to positions needs at least 3 cameras with known positions, {len(names)} of the given "
-            f"names are images of the reconstruction{'' if not unmatched else ' (unknown: ' + ', '.join(unmatched[:3]) + ')'}"
-            "; with two cameras give their distance instead"
-        )
-    src = camera_centres(rec)[[matched[n] for n in names]]
+    matched, unmatched = _matched_positions(rec, positions)
+    names = list(matched)
+    src = camera_centres(rec)[list(matched.values())]
     dst = np.stack([_position(positions[n], n) for n in names])
     if max_error is None:
         spread = float(np.sqrt(np.mean(np.sum((dst - dst.mean(axis=0)) ** 2, axis=1))))
@@ -209,14 +250,9 @@ def _align_positions(
 
 def _align_distance(rec: Reconstruction, distance: tuple[str, str, float]) -> AlignmentReport:
     name_a, name_b, length = distance
-    index = [_frame_index(rec, n) for n in (name_a, name_b)]
-    missing = [n for n, i in zip((name_a, name_b), index, strict=True) if i is None]
-    if missing:
-        raise ValueError(f"no image named {', '.join(repr(n) for n in missing)} in the reconstruction")
-    if not (np.isfinite(length) and length > 0):
-        raise ValueError(f"the distance between two cameras must be positive, got {length!r}")
+    a, b = _distance_frames(rec, distance)
     centres = camera_centres(rec)
-    current = float(np.linalg.norm(centres[index[0]] - centres[index[1]]))
+    current = float(np.linalg.norm(centres[a] - centres[b]))
     if current < 1e-12:
         raise ValueError(
             f"cameras {name_a!r} and {name_b!r} are at the same place: their distance sets no scale"

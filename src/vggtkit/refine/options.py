@@ -3,11 +3,16 @@ themselves (a ``ValueError`` names the field)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from vggtkit.refine.intrinsics import KnownIntrinsics
+
 __all__ = [
     "CAMERA_MODELS",
+    "AlignOptions",
     "BundleOptions",
     "CameraModel",
     "InitOptions",
@@ -24,14 +29,14 @@ def _check_positive(obj: object, *names: str) -> None:
     for name in names:
         value = getattr(obj, name)
         if not value > 0:
-            raise ValueError(f"{type(obj).__name__}.{name} must be > 0, got {value!r}")
+            raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
 def _check_int_at_least(obj: object, minimum: int, *names: str) -> None:
     for name in names:
         value = getattr(obj, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{type(obj).__name__}.{name} must be an integer >= {minimum}, got {value!r}")
+            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -73,9 +78,9 @@ class MatchOptions:
         _check_positive(self, "contrast_threshold", "ransac_threshold", "guided_epipolar_px")
         for name in ("ratio", "guided_ratio"):
             if not 0 < getattr(self, name) <= 1:
-                raise ValueError(f"MatchOptions.{name} must lie in (0, 1], got {getattr(self, name)!r}")
+                raise ValueError(f"{name} must lie in (0, 1], got {getattr(self, name)!r}")
         if not self.guided_depth_range > 1:
-            raise ValueError(f"MatchOptions.guided_depth_range must be > 1, got {self.guided_depth_range!r}")
+            raise ValueError(f"guided_depth_range must be > 1, got {self.guided_depth_range!r}")
 
 
 @dataclass(frozen=True)
@@ -105,7 +110,7 @@ class InitOptions:
         _check_positive(self, "pnp_threshold", "feed_forward_tolerance")
         _check_int_at_least(self, 4, "min_inliers")
         if not 0 < self.agreement <= 1:
-            raise ValueError(f"InitOptions.agreement must lie in (0, 1], got {self.agreement!r}")
+            raise ValueError(f"agreement must lie in (0, 1], got {self.agreement!r}")
 
 
 @dataclass(frozen=True)
@@ -147,21 +152,60 @@ class BundleOptions:
     def __post_init__(self) -> None:
         if self.camera_model not in CAMERA_MODELS:
             raise ValueError(
-                f"BundleOptions.camera_model must be one of {', '.join(CAMERA_MODELS)}, got {self.camera_model!r}"
+                f"camera_model must be one of {', '.join(CAMERA_MODELS)}, got {self.camera_model!r}"
             )
         if self.loss not in LOSSES:
-            raise ValueError(f"BundleOptions.loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         _check_positive(self, "loss_scale", "max_reproj_error")
         if not self.min_tri_angle >= 0:
-            raise ValueError(f"BundleOptions.min_tri_angle must be >= 0, got {self.min_tri_angle!r}")
+            raise ValueError(f"min_tri_angle must be >= 0, got {self.min_tri_angle!r}")
         _check_int_at_least(self, 1, "iterations")
         object.__setattr__(self, "filter_schedule", tuple(float(x) for x in self.filter_schedule))
         if not self.filter_schedule or not all(x >= 1 for x in self.filter_schedule):
             raise ValueError(
-                f"BundleOptions.filter_schedule must be a non-empty list of factors >= 1, got {self.filter_schedule}"
+                f"filter_schedule must be a non-empty list of factors >= 1, got {self.filter_schedule}"
             )
         if not self.max_focal_change > 1:
-            raise ValueError(f"BundleOptions.max_focal_change must be > 1, got {self.max_focal_change!r}")
+            raise ValueError(f"max_focal_change must be > 1, got {self.max_focal_change!r}")
+
+
+@dataclass(frozen=True)
+class AlignOptions:
+    """A known frame for the result: camera positions or the distance between two cameras (one of them).
+
+    Attributes:
+        positions: image name -> (x, y, z) of its camera centre (e.g. GPS, another reconstruction); at least
+            three cameras. A robust similarity (Umeyama) maps the camera centres onto them.
+        distance: ``(name_a, name_b, length)``: the distance between two cameras, which sets the scale alone.
+        max_error: inlier distance of the positions, in their units (None: 5 % of their spread).
+    """
+
+    positions: Mapping[str, Sequence[float]] | None = None
+    distance: tuple[str, str, float] | None = None
+    max_error: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.positions is None) == (self.distance is None):
+            raise ValueError(
+                "alignment needs camera positions or a distance between two cameras (one of them)"
+            )
+        if self.distance is not None:
+            if len(self.distance) != 3:
+                raise ValueError("distance must be (name_a, name_b, length)")
+            length = self.distance[2]
+            if isinstance(length, bool) or not isinstance(length, (int, float)) or not length > 0:
+                raise ValueError(
+                    f"the distance between two cameras must be a positive number, got {length!r}"
+                )
+        if self.max_error is not None:
+            if self.positions is None:
+                raise ValueError("max_error applies to positions only")
+            if not (math.isfinite(self.max_error) and self.max_error > 0):
+                raise ValueError(f"max_error must be > 0, got {self.max_error!r}")
+
+    @property
+    def kind(self) -> str:
+        return "positions" if self.positions is not None else "distance"
 
 
 @dataclass(frozen=True)
@@ -172,19 +216,33 @@ class RefineOptions:
         matching: correspondence options.
         init: initial cameras.
         bundle: bundle adjustment.
+        intrinsics: known intrinsics, used as given and held fixed (None: estimated).
+        alignment: put the result in a known frame (None: the reference camera's frame, the predicted
+            depth's scale).
         seed: seeds every random choice (RANSAC), so a run is repeatable.
     """
 
     matching: MatchOptions = field(default_factory=MatchOptions)
     init: InitOptions = field(default_factory=InitOptions)
     bundle: BundleOptions = field(default_factory=BundleOptions)
+    intrinsics: KnownIntrinsics | None = None
+    alignment: AlignOptions | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
         for name, kind in (("matching", MatchOptions), ("init", InitOptions), ("bundle", BundleOptions)):
             if not isinstance(getattr(self, name), kind):
-                raise ValueError(f"RefineOptions.{name} must be a {kind.__name__}")
+                raise ValueError(f"{name} must be a {kind.__name__}")
+        for name, kind in (("intrinsics", KnownIntrinsics), ("alignment", AlignOptions)):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, kind):
+                raise ValueError(f"{name} must be a {kind.__name__} or None, got {type(value).__name__}")
         _check_int_at_least(self, 0, "seed")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The options as JSON-ready values (known intrinsics by their source, alignment by its kind)."""
+        out = {name: asdict(getattr(self, name)) for name in ("matching", "init", "bundle")}
+        out["intrinsics"] = None if self.intrinsics is None else self.intrinsics.source
+        out["alignment"] = None if self.alignment is None else self.alignment.kind
+        out["seed"] = self.seed
+        return out

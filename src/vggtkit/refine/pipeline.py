@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vggtkit.reconstruction import Reconstruction
+from vggtkit.refine.align import align, check_alignment
 from vggtkit.refine.bundle import adjust
 from vggtkit.refine.cameras import Camera
 from vggtkit.refine.correspondences import (
@@ -33,8 +34,7 @@ from vggtkit.refine.correspondences import (
 from vggtkit.refine.depth import sample_depth
 from vggtkit.refine.features import frame_images
 from vggtkit.refine.initialize import choose_anchor, register_frames, triangulate_tracks
-from vggtkit.refine.intrinsics import KnownIntrinsics
-from vggtkit.refine.options import RefineOptions
+from vggtkit.refine.options import AlignOptions, RefineOptions
 from vggtkit.refine.report import FrameReport, RefineReport
 from vggtkit.refine.result import RefineResult, refined_reconstruction
 from vggtkit.refine.state import FrameStatus, RefineState
@@ -73,7 +73,7 @@ def _quiet_pycolmap() -> Iterator[None]:
 
 
 def initial_cameras(
-    rec: Reconstruction, options: RefineOptions, intrinsics: KnownIntrinsics | None = None
+    rec: Reconstruction, options: RefineOptions
 ) -> tuple[list[Camera], np.ndarray, np.ndarray]:
     """The cameras refinement starts from, at each image's original resolution.
 
@@ -92,6 +92,7 @@ def initial_cameras(
     cameras = [
         Camera.from_K(rec.intrinsic_original[i], int(hw[i, 1]), int(hw[i, 0]), model) for i in range(s)
     ]
+    intrinsics = options.intrinsics
     known = intrinsics.resolve(rec.names, hw) if intrinsics is not None else [None] * s
     fixed = np.array([k is not None for k in known])
     cameras = [k if k is not None else c for k, c in zip(known, cameras, strict=True)]
@@ -420,7 +421,6 @@ def refine(
     reconstruction: Reconstruction,
     options: RefineOptions | None = None,
     *,
-    intrinsics: KnownIntrinsics | None = None,
     correspondences: CorrespondenceSource | None = None,
     progress: Progress | None = None,
 ) -> RefineResult:
@@ -429,25 +429,27 @@ def refine(
     Args:
         reconstruction: a feed-forward reconstruction (its original images are read from ``image_paths`` or
             ``source_frames``; where missing, its model-resolution images are used).
-        options: matching, initialisation and adjustment options (defaults: :class:`RefineOptions`).
-        intrinsics: known intrinsics, used as given and held fixed.
+        options: matching, initialisation and adjustment options, known intrinsics (held fixed) and an
+            alignment to a known frame (defaults: :class:`RefineOptions`).
         correspondences: where tracks come from; default the classical matcher
             (:class:`~vggtkit.refine.correspondences.ClassicalMatcher`); e.g.
             :class:`~vggtkit.refine.track_head.TrackHeadSource` for a model with a track head.
         progress: called as ``progress(stage, done, total)``.
 
     Returns:
-        A :class:`RefineResult`. A frame with too few inliers keeps its feed-forward camera and is named in the
-        report; when nothing can be refined the feed-forward reconstruction comes back with a warning.
+        A :class:`RefineResult`, in the aligned frame when ``options.alignment`` is given. A frame with too
+        few inliers keeps its feed-forward camera and is named in the report; when nothing can be refined the
+        feed-forward reconstruction comes back with a warning.
 
     Raises:
-        ValueError: invalid options or intrinsics (before any work is done).
+        ValueError: invalid options, intrinsics or alignment names (before any work is done).
     """
     options = options or RefineOptions()
     if not isinstance(options, RefineOptions):
         raise ValueError(f"options must be a RefineOptions, got {type(options).__name__}")
-    cameras, camera_ids, fixed = initial_cameras(reconstruction, options, intrinsics)
-    known = [n for n, f in zip(reconstruction.names, fixed, strict=True) if f]
+    cameras, camera_ids, fixed = initial_cameras(reconstruction, options)
+    if options.alignment is not None:
+        check_alignment(reconstruction, options.alignment)
     setup = _Setup(cameras, camera_ids, fixed)
     source = correspondences or ClassicalMatcher(options.matching, seed=options.seed)
     report = RefineReport(
@@ -455,15 +457,34 @@ def refine(
         source=getattr(source, "name", type(source).__name__),
         camera_model=cameras[0].model if options.bundle.shared_camera else options.bundle.camera_model,
         shared_camera=options.bundle.shared_camera,
-        known_intrinsics=known,
+        known_intrinsics=[n for n, f in zip(reconstruction.names, fixed, strict=True) if f],
         options=options.to_dict(),
     )
     try:
         with _quiet_pycolmap():
-            return _run(reconstruction, setup, source, options, report, progress)
+            result = _run(reconstruction, setup, source, options, report, progress)
     except Exception as exc:  # the contract: refinement never fails the run
         logger.debug("refinement failed", exc_info=True)
-        return _feed_forward_result(reconstruction, setup, report, f"refinement failed: {exc}")
+        result = _feed_forward_result(reconstruction, setup, report, f"refinement failed: {exc}")
+    return result if options.alignment is None else _aligned(result, options.alignment, options.seed)
+
+
+def _aligned(result: RefineResult, alignment: AlignOptions, seed: int) -> RefineResult:
+    """``result`` in the known frame; unchanged, with a warning in its report, when no similarity fits."""
+    try:
+        aligned, _ = align(
+            result,
+            positions=alignment.positions,
+            distance=alignment.distance,
+            max_error=alignment.max_error,
+            seed=seed,
+        )
+    except ValueError as exc:
+        warning = f"not aligned: {exc}"
+        logger.warning("refinement: %s", warning)
+        result.report.warnings.append(warning)
+        return result
+    return aligned
 
 
 def _run(
