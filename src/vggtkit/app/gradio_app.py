@@ -519,8 +519,18 @@ class _Handlers:
 
     # ---------------------------------------------------------------------------------- model and views
     def on_reconstruct(
-        self, st, ref, conf_v, mode_v, cam_v, sky_v, black_v, white_v, ba_v, progress=gr.Progress()
-    ):  # noqa: B008
+        self,
+        st,
+        ref,
+        conf_v,
+        mode_v,
+        cam_v,
+        sky_v,
+        black_v,
+        white_v,
+        ba_v,
+        progress=gr.Progress(),  # noqa: B008
+    ):
         try:
             view = self.view_of(conf_v, None, mode_v, cam_v, sky_v, black_v, white_v)
         except ValueError as exc:
