@@ -100,7 +100,10 @@ def verify_fundamental(xy_a: np.ndarray, xy_b: np.ndarray, threshold: float, see
     params.confidence = 0.9999
     params.maxIterations = 10000
     params.randomGeneratorState = int(seed) % (2**31)
-    F, mask = cv2.findFundamentalMat(xy_a, xy_b, mask=None, params=params)
+    try:
+        F, mask = cv2.findFundamentalMat(xy_a, xy_b, mask=None, params=params)
+    except cv2.error:  # MAGSAC asserts on degenerate samples (few, nearly collinear matches): no model
+        return inliers
     if F is None or mask is None:
         return inliers
     return mask.reshape(-1).astype(bool)
