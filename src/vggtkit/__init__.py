@@ -1,5 +1,6 @@
 """vggtkit: VGGT (Visual Geometry Grounded Transformer) and VGGT-Omega reconstruction toolkit."""
 
+from vggtkit import refine
 from vggtkit.io.images import load_and_preprocess_images
 from vggtkit.models.omega import VGGTOmega, VGGTOmegaConfig
 from vggtkit.models.registry import from_pretrained
@@ -21,5 +22,6 @@ __all__ = [
     "from_pretrained",
     "load_and_preprocess_images",
     "reconstruct",
+    "refine",
     "tiny_config",
 ]

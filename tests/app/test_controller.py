@@ -304,3 +304,36 @@ def test_library_errors_reach_the_page_in_the_librarys_words(controller, tmp_pat
     out = controller.reconstruct(state, 0, "crop", ViewSettings())
     assert not out.ok and out.message.startswith("Reconstruction failed: image 'strip.png'")
     assert "too elongated" in out.message and "--" not in out.message
+
+
+def test_refinement_option_refines_the_cameras_everything_shows(tmp_path, media, resolution):
+    """ "Refine with bundle adjustment": the saved predictions (and so every view and download) hold the refined
+    cameras, the run folder refine.json; the model runs once."""
+    from PIL import Image
+
+    from vggtkit.data.synthetic import SyntheticSceneConfig, render_scene
+
+    sample = render_scene(SyntheticSceneConfig(num_frames=5, image_size=(224, 224), num_tracks=0), 101)
+    paths = []
+    for i, image in enumerate(sample["images"].numpy()):
+        paths.append(tmp_path / f"view_{i}.png")
+        Image.fromarray((image.transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(paths[-1])
+    settings = DemoSettings(workdir_root=tmp_path / "root", max_frames=6)
+    ctl = DemoController(settings, ModelRunner("tiny-synthetic", device="cpu"), [])
+    state = _uploaded(ctl, paths)
+    plain = ctl.reconstruct(state, 0, "crop", ViewSettings())
+    predicted = Reconstruction.load_npz(plain.npz)
+    runs = ctl.runner.model_runs
+    out = ctl.reconstruct(state, 0, "crop", ViewSettings(), refine=True)
+    assert out.ok and ctl.runner.model_runs == runs + 1
+    assert "cameras by bundle adjustment" in out.message, out.message
+    refined = Reconstruction.load_npz(out.npz)
+    assert not np.allclose(refined.extrinsic, predicted.extrinsic, atol=1e-3)
+    assert (out.npz.parent / "refine.json").is_file() and out.view.glb.is_file()
+
+
+def test_refinement_that_cannot_run_keeps_the_model_cameras(controller, media):
+    state = _uploaded(controller, media["three"])
+    out = controller.reconstruct(state, 0, "crop", ViewSettings(), refine=True)
+    assert out.ok and "Bundle adjustment not possible" in out.message, out.message
+    assert out.view.glb.is_file()

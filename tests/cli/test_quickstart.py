@@ -16,13 +16,17 @@ def test_quickstart_reconstructs_the_example_scores_it_and_exports(tmp_path, cap
     assert main(["quickstart", "--out", str(out), "--device", "cpu"]) == 0
     text = capsys.readouterr().out
     assert "tiny-synthetic" in text and "5 views" in text
-    trans_model, trans_identity = map(
-        float, re.search(r"mean translation-direction error\s+(\S+)\s+(\S+)", text).groups()
+    trans_model, _, trans_identity = map(
+        float, re.search(r"mean translation-direction error\s+(\S+)\s+(\S+)\s+(\S+)", text).groups()
     )
     rel_model, rel_constant = map(float, re.search(r"AbsRel\s+(\S+)\s+(\S+)", text).groups())
     assert rel_model < rel_constant
     assert trans_model < trans_identity == 90.0  # identity poses have no translation direction
-    assert re.search(r"mean rotation error \(deg\)\s+\d", text)
+    # the model alone, after bundle adjustment, identity poses; the line before says what refinement did
+    assert re.search(r"model\s+model \+ BA\s+identity poses", text)
+    assert re.search(r"mean rotation error \(deg\)(\s+\d+\.\d+){3}", text)
+    assert re.search(r"AUC@30 \(%\)(\s+\d+\.\d){3}", text)
+    assert re.search(r"bundle adjustment (refined \d of 5 cameras|kept the model's cameras \(.+\))", text)
     for name in ("scene.glb", "points.ply", "cameras.json", "predictions.npz"):
         assert (out / name).is_file(), name
     assert (out / "sparse" / "0").is_dir()

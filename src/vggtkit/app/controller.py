@@ -399,9 +399,11 @@ class DemoController:
         mode: str | None,
         view: ViewSettings,
         progress: Progress | None = None,
+        refine: bool = False,
     ) -> RunOutcome:
         """Run the model on the current upload (``mode``: the preprocessing, None for the model family's
-        default), save ``predictions.npz``, build the first view."""
+        default; then, with ``refine``, refine its cameras by bundle adjustment), save ``predictions.npz``, build
+        the first view."""
         run = self._run(state)
         frames = run.frames() if run is not None else []
         if run is None or not frames:
@@ -412,7 +414,7 @@ class DemoController:
         with self._busy_lock:
             self._busy.add(run.path)
         try:
-            rec, summary = self._predict(run, reference, mode, progress)
+            rec, summary = self._predict(run, reference, mode, progress, refine)
         except ValueError as exc:
             return RunOutcome(False, f"Reconstruction failed: {exc}")
         except Exception as exc:
@@ -431,18 +433,45 @@ class DemoController:
         return RunOutcome(True, f"{summary}\n{shown.message}", shown, run.npz_path, list(rec.names))
 
     def _predict(
-        self, run: Run, reference: int, mode: str | None, progress: Progress | None
+        self, run: Run, reference: int, mode: str | None, progress: Progress | None, refine: bool = False
     ) -> tuple[Reconstruction, str]:
-        """Run the model, then save the predictions and the run's report (unless the demo stopped meanwhile)."""
+        """Run the model (and the refinement), then save the predictions and the run's report (unless the demo
+        stopped meanwhile)."""
         rec, report = self.runner.run(
             run.images_dir, reference=reference, mode=mode, progress=self._cancellable(progress)
         )
         self._check_running()
+        summary = f"{report.summary()} Reference frame: {reference} ({rec.names[reference]})."
+        if refine:
+            rec, refined = self._refine(run, rec, progress)
+            summary = f"{summary}\n{refined}"
         rec.save_npz(run.npz_path)
         self.cache.put(run.npz_path, rec)
-        summary = f"{report.summary()} Reference frame: {reference} ({rec.names[reference]})."
         run.write_summary(summary)
         return rec, summary
+
+    def _refine(self, run: Run, rec: Reconstruction, progress: Progress | None) -> tuple[Reconstruction, str]:
+        """The reconstruction with its cameras refined against the images (``refine.json`` in the run folder),
+        or the model's own when refinement is not possible; and a line saying which."""
+        from vggtkit.refine import REPORT_NAME
+        from vggtkit.refine import refine as refine_cameras
+
+        start = time.perf_counter()
+        result = refine_cameras(rec, progress=self._cancellable(progress))
+        self._check_running()
+        result.report.save(run.path / REPORT_NAME)
+        report = result.report
+        if report.status == "feed-forward":
+            return (
+                rec,
+                f"Bundle adjustment not possible ({'; '.join(report.warnings)}): the model's cameras are shown.",
+            )
+        refined = sum(f.status != "kept" for f in report.frames)
+        return result.reconstruction, (
+            f"Refined {refined} of {rec.num_frames} cameras by bundle adjustment in "
+            f"{time.perf_counter() - start:.1f} s ({report.num_tracks} tracks, mean length "
+            f"{report.mean_track_length:.1f})."
+        )
 
     # ------------------------------------------------------------------------------------------ views
     def _keep(self, run: Run, rec: Reconstruction, view: ViewSettings) -> np.ndarray | None:

@@ -214,6 +214,7 @@ class _Page:
     reference: gr.Dropdown
     conf: gr.Slider
     frame: gr.Dropdown
+    refine_ba: gr.Checkbox
     show_cam: gr.Checkbox
     sky: gr.Checkbox
     black: gr.Checkbox
@@ -240,6 +241,7 @@ class _Page:
             self.sky,
             self.black,
             self.white,
+            self.refine_ba,
         ]
 
     @property
@@ -352,6 +354,12 @@ def _output_column(sky_available: bool) -> dict[str, Any]:
     with gr.Row():
         run_btn = gr.Button("Reconstruct", variant="primary", scale=1, elem_id="reconstruct-btn")
         clear_btn = gr.Button("Clear", variant="secondary", scale=1, elem_id="clear-btn")
+    refine_ba = gr.Checkbox(
+        value=False,
+        label="Refine with bundle adjustment",
+        info="Refine the cameras against the images after the model runs (slower; used at the next Reconstruct).",
+        elem_id="refine-ba",
+    )
     controls = _view_controls(sky_available)
     with gr.Row():
         dl_glb = gr.DownloadButton("Download GLB", interactive=False, elem_id="download-glb")
@@ -372,6 +380,7 @@ def _output_column(sky_available: bool) -> dict[str, Any]:
         "viewer": viewer,
         "run_btn": run_btn,
         "clear_btn": clear_btn,
+        "refine_ba": refine_ba,
         **controls,
         "dl_glb": dl_glb,
         "dl_ply": dl_ply,
@@ -510,12 +519,25 @@ class _Handlers:
         return [state, None, None, [], PROMPT, gr.Dropdown(choices=[], value=None), *_reset_values()]
 
     # ---------------------------------------------------------------------------------- model and views
-    def on_reconstruct(self, st, ref, conf_v, mode_v, cam_v, sky_v, black_v, white_v, progress=gr.Progress()):  # noqa: B008
+    def on_reconstruct(
+        self,
+        st,
+        ref,
+        conf_v,
+        mode_v,
+        cam_v,
+        sky_v,
+        black_v,
+        white_v,
+        ba_v,
+        progress=gr.Progress(),  # noqa: B008
+    ):
         try:
             view = self.view_of(conf_v, None, mode_v, cam_v, sky_v, black_v, white_v)
         except ValueError as exc:
             return _run_values(RunOutcome(False, f"Cannot reconstruct: {exc}"))
-        return _run_values(self.ctl.reconstruct(st, ref, None, view, _progress_adapter(progress)))
+        outcome = self.ctl.reconstruct(st, ref, None, view, _progress_adapter(progress), refine=bool(ba_v))
+        return _run_values(outcome)
 
     def on_previews(self, st):
         return self.ctl.previews(st)

@@ -17,7 +17,18 @@ from collections.abc import Iterator, Sequence
 from vggtkit.cli.common import CliTermsFilter, UserError, in_cli_terms, user_error_types
 
 # Module names under vggtkit.cli, in the order they appear in --help.
-SUBCOMMANDS = ("quickstart", "train", "evaluate", "reconstruct", "export", "view", "info", "demo", "bench")
+SUBCOMMANDS = (
+    "quickstart",
+    "train",
+    "evaluate",
+    "reconstruct",
+    "refine",
+    "export",
+    "view",
+    "info",
+    "demo",
+    "bench",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

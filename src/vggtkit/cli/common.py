@@ -44,6 +44,13 @@ CLI_FLAGS: dict[str, str] = {
     "camera_model": "--camera-model",
     "shared_camera": "--shared-camera",
     "depth_resolution": "--depth-resolution",
+    "query_frames": "--query-frames",
+    "max_keypoints": "--max-keypoints",
+    "min_inliers": "--min-inliers",
+    "max_reproj_error": "--max-reproj-error",
+    "iterations": "--iterations",
+    "max_error": "--align-max-error",
+    "seed": "--seed",
 }
 _NAMES = "|".join(sorted(CLI_FLAGS, key=len, reverse=True))
 # ``name=value`` (value optionally in single quotes), not inside a longer word or path.

@@ -77,9 +77,10 @@ def add_export_options(parser: argparse.ArgumentParser, default_exports: str) ->
     )
     group.add_argument(
         "--camera-model",
-        choices=CAMERA_MODELS,
-        default=CAMERA_MODELS[0],
-        help=f"COLMAP camera model (default: {CAMERA_MODELS[0]})",
+        choices=(*CAMERA_MODELS, "SIMPLE_RADIAL"),
+        default=None,
+        help=f"COLMAP camera model (default: {CAMERA_MODELS[0]}; after refinement, the refined cameras' model, "
+        "SIMPLE_PINHOLE by default); SIMPLE_RADIAL only with refinement (--ba, vggtkit refine)",
     )
     group.add_argument(
         "--shared-camera",
@@ -94,9 +95,9 @@ def add_export_options(parser: argparse.ArgumentParser, default_exports: str) ->
     )
 
 
-def export_options_from_args(args: argparse.Namespace):
-    """Build ``ExportOptions`` (a ValueError names a bad value)."""
-    from vggtkit.export import ExportOptions
+def export_options_from_args(args: argparse.Namespace, camera_model: str | None = None):
+    """Build ``ExportOptions`` (a ValueError names a bad value); ``camera_model`` replaces --camera-model."""
+    from vggtkit.export import CAMERA_MODELS, ExportOptions
 
     return ExportOptions(
         conf_threshold=args.conf_threshold,
@@ -107,7 +108,7 @@ def export_options_from_args(args: argparse.Namespace):
         sky_model=args.sky_model,
         show_cameras=not args.no_cameras,
         voxel_size=args.voxel_size,
-        camera_model=args.camera_model,
+        camera_model=camera_model or args.camera_model or CAMERA_MODELS[0],
         shared_camera=args.shared_camera,
         depth_resolution=args.depth_resolution,
     )

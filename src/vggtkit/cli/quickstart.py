@@ -1,5 +1,6 @@
 """`vggtkit quickstart`: the README's main job. Reconstruct the bundled example scene with the bundled
-``tiny-synthetic`` model (offline), score cameras and depth against the scene's ground truth, write exports."""
+``tiny-synthetic`` model (offline), refine its cameras by bundle adjustment, score cameras (model alone and
+refined) and depth against the scene's ground truth, write exports."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from vggtkit.cli.evaluate import BASELINE
 from vggtkit.cli.export import print_exports
 
 DEFAULT_FORMATS = "glb,ply,colmap,cameras,npz"
+REFINED = "model + BA"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,8 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="reconstruct the bundled example scene offline and score it against its ground truth",
         description=(
             "Reconstruct the example scene shipped in the package (5 synthetic views with exact ground truth) "
-            "with the bundled tiny-synthetic model, print camera and depth errors against the ground truth "
-            "(and a trivial baseline), and write exports (GLB, PLY, COLMAP, cameras, npz) to --out."
+            "with the bundled tiny-synthetic model, refine its cameras by bundle adjustment, print camera errors "
+            "(model alone, refined, a trivial baseline) and depth errors against the ground truth, and write "
+            "exports (GLB, PLY, COLMAP, cameras, npz) of the model's result to --out."
         ),
     )
     parser.add_argument(
@@ -38,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--formats", default=DEFAULT_FORMATS, help=f"comma-separated exports (default: {DEFAULT_FORMATS})"
     )
+    parser.add_argument("--no-ba", action="store_true", help="skip the bundle-adjustment refinement")
     parser.add_argument(
         "--demo",
         action="store_true",
@@ -53,13 +57,7 @@ def _example_folder() -> Path:
     return Path(str(resources.files("vggtkit").joinpath("assets", "example")))
 
 
-def _score(rec, truth: dict, name: str) -> dict:
-    """Score the reconstruction and the trivial baseline with the evaluation (``vggtkit evaluate``'s code).
-
-    The scene folder orders frames by file name; the reconstruction by natural name order.
-    """
-    from vggtkit.eval import evaluate_methods, identity_constant_baseline
-
+def _check_frames(rec, truth: dict) -> None:
     if rec.num_frames != len(truth["images"]) or rec.model_hw != tuple(truth["depths"].shape[-2:]):
         h, w = truth["depths"].shape[-2:]
         raise UserError(
@@ -67,25 +65,47 @@ def _score(rec, truth: dict, name: str) -> dict:
             f"ground truth {len(truth['images'])} of {w}x{h}; use a scene whose images/ holds exactly the frames "
             "of its cameras, with the model's aspect ratio"
         )
+
+
+def _prediction(rec) -> dict:
+    """The evaluation's prediction of a reconstruction. The scene folder orders frames by file name; the
+    reconstruction by natural name order."""
     order = np.argsort(rec.names)
     prediction = {
         "extrinsics": rec.extrinsic[order],
         "intrinsics": rec.intrinsic[order],
         "depth": rec.depth[order, ..., 0],
     }
-    methods = {name: lambda sample: prediction, BASELINE: identity_constant_baseline}
-    return evaluate_methods(methods, [truth])
+    return prediction
 
 
-def _print_scores(results: dict, name: str, frames: int) -> None:
-    model, base = (results[k]["scenes"][0] for k in (name, BASELINE))
-    auc, base_auc = (results[k]["summary"]["auc@30"] for k in (name, BASELINE))
-    print(f"\ncameras ({frames * (frames - 1) // 2} frame pairs)              model   identity poses")
-    print(f"  mean rotation error (deg)        {model['rot_err_mean']:8.2f}   {base['rot_err_mean']:8.2f}")
-    print(
-        f"  mean translation-direction error {model['trans_err_mean']:8.2f}   {base['trans_err_mean']:8.2f}"
-    )
-    print(f"  AUC@30 (%)                       {100 * auc:8.1f}   {100 * base_auc:8.1f}")
+def _constant(prediction: dict):
+    """A method of the evaluation that returns ``prediction`` for the (only) scene."""
+    return lambda sample: prediction
+
+
+def _score(recs: dict, truth: dict) -> dict:
+    """Score reconstructions (name -> Reconstruction) and the trivial baseline with the evaluation
+    (``vggtkit evaluate``'s code)."""
+    from vggtkit.eval import evaluate_methods, identity_constant_baseline
+
+    methods = {name: _constant(_prediction(rec)) for name, rec in recs.items()}
+    return evaluate_methods({**methods, BASELINE: identity_constant_baseline}, [truth])
+
+
+def _camera_row(label: str, values: list[float], fmt: str) -> str:
+    return f"  {label:33s}" + "".join(f"{v:{fmt}}" for v in values)
+
+
+def _print_scores(results: dict, names: list[str], frames: int) -> None:
+    scenes = [results[k]["scenes"][0] for k in (*names, BASELINE)]
+    aucs = [100 * results[k]["summary"]["auc@30"] for k in (*names, BASELINE)]
+    header = "".join(f"{n:>16s}" for n in ("model", *names[1:], "identity poses"))
+    print(f"\ncameras ({frames * (frames - 1) // 2} frame pairs)  {header}")
+    print(_camera_row("mean rotation error (deg)", [s["rot_err_mean"] for s in scenes], "16.2f"))
+    print(_camera_row("mean translation-direction error", [s["trans_err_mean"] for s in scenes], "16.2f"))
+    print(_camera_row("AUC@30 (%)", aucs, "16.1f"))
+    model, base = scenes[0], scenes[-1]
     print("depth (per-frame median scaling)       model   constant depth")
     print(f"  AbsRel                           {model['depth_abs_rel']:8.3f}   {base['depth_abs_rel']:8.3f}")
     print(
@@ -93,6 +113,26 @@ def _print_scores(results: dict, name: str, frames: int) -> None:
     )
     print("points (Sim(3)-aligned, units of the normalised ground truth)")
     print(f"  accuracy {model['point_accuracy']:.3f}   completeness {model['point_completeness']:.3f}")
+
+
+def _refine(rec) -> tuple[object, str]:
+    """The refined reconstruction and a line on what refinement did (the model's own when it could not run)."""
+    from vggtkit.refine import refine
+
+    start = time.perf_counter()
+    result = refine(rec)
+    report = result.report
+    seconds = time.perf_counter() - start
+    if report.status == "feed-forward":
+        return (
+            rec,
+            f"bundle adjustment kept the model's cameras ({'; '.join(report.warnings)}); {seconds:.1f} s",
+        )
+    refined = sum(f.status != "kept" for f in report.frames)
+    return result.reconstruction, (
+        f"bundle adjustment refined {refined} of {rec.num_frames} cameras ({report.num_tracks} tracks, mean "
+        f"length {report.mean_track_length:.1f}) in {seconds:.1f} s"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,7 +159,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"scene {scene.name}: {len(truth['images'])} views")
 
     rec = reconstruct(scene / "images", model, device=args.device, dtype=args.dtype)  # at the model's size
-    _print_scores(_score(rec, truth, args.model), args.model, rec.num_frames)
+    _check_frames(rec, truth)
+    recs = {args.model: rec}
+    if not args.no_ba:
+        recs[REFINED], line = _refine(rec)
+        print(line)
+    _print_scores(_score(recs, truth), list(recs), rec.num_frames)
     out = Path(args.out)
     results = export_all(rec, out, formats)
     print(f"\nexports in {out}/:")

@@ -15,6 +15,7 @@ from vggtkit.cli.export import (
     print_exports,
     progress_bars,
 )
+from vggtkit.cli.refine import add_refine_options, refine_and_export, refine_options_from_args
 from vggtkit.utils.memory import PeakMemory
 
 DEFAULT_EXPORTS = "npz,glb,colmap"
@@ -28,9 +29,14 @@ examples:
   vggtkit reconstruct photos/ -o scene --export colmap,transforms --camera-model SIMPLE_PINHOLE
   vggtkit reconstruct long.mp4 -o scene --chunk-size 48 --overlap 12 --loop-closure   # any length
   vggtkit reconstruct long.mp4 -o scene --max-memory 8GB     # one pass if it fits, else chunks that do
+  vggtkit reconstruct photos/ -o scene --ba                 # cameras refined by bundle adjustment
+  vggtkit reconstruct photos/ -o scene --ba --focal 1450 --align-to gps.txt --export all
 
 Files are sorted by natural name order (img2 before img10); the first one (or --reference N) defines the
 world frame. Re-export later without the model: vggtkit export scene/predictions.npz --export ply
+
+With --ba, predictions.npz keeps the model's own cameras (`vggtkit refine` can refine it again), the refined
+result is predictions_refined.npz with refine.json, and every other export uses the refined cameras.
 """
 
 
@@ -98,6 +104,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_long_sequence_options(parser)
     add_export_options(parser, default_exports=DEFAULT_EXPORTS)
+    parser.add_argument(
+        "--ba",
+        action="store_true",
+        help="refine the cameras against the images by bundle adjustment (see the refinement options); "
+        "a scene that cannot be refined keeps the model's cameras, with a warning",
+    )
+    add_refine_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -169,13 +182,56 @@ def _save_decoded_frames(rec, out_dir: Path) -> None:
         rec.save_source_frames(out_dir / "images")
 
 
+def _refine_options(args: argparse.Namespace):
+    """``RefineOptions`` with --ba; without it, a UserError when a refinement flag is given."""
+    if args.ba:
+        return refine_options_from_args(args)
+    if args.camera_model == "SIMPLE_RADIAL":
+        raise UserError("--camera-model SIMPLE_RADIAL needs --ba (the model's cameras have no distortion)")
+    given = [flag for flag, value in _refine_flags(args) if value]
+    if given:
+        raise UserError(f"{given[0]} is a refinement option; add --ba")
+    return None
+
+
+def _refine_flags(args: argparse.Namespace) -> list[tuple[str, object]]:
+    """Refinement flags that change something when given (their defaults are None or False)."""
+    return [
+        ("--intrinsics", args.intrinsics),
+        ("--focal", args.focal),
+        ("--align-to", args.align_to),
+        ("--distance", args.distance),
+        ("--track-head", args.track_head),
+        ("--fix-focal", args.fix_focal),
+        ("--refine-principal-point", args.refine_principal_point),
+        ("--query-frames", args.query_frames),
+    ]
+
+
+def _export(args: argparse.Namespace, rec, out_dir: Path, refine_options, progress) -> dict:
+    """The exports: with refinement, predictions.npz from the model and everything else refined."""
+    from vggtkit.export import export_all
+
+    if refine_options is None:
+        return export_all(rec, out_dir, args.export, export_options_from_args(args), progress=progress)
+    from vggtkit.export import parse_export_names
+
+    results = {}
+    if "npz" in parse_export_names(args.export):
+        results = export_all(rec, out_dir, ["npz"], export_options_from_args(args), progress=progress)
+    return results | refine_and_export(args, refine_options, rec, out_dir, progress)
+
+
 def run(args: argparse.Namespace) -> int:
-    from vggtkit.export import export_all, parse_export_names
+    from vggtkit.export import parse_export_names
     from vggtkit.pipeline import reconstruct
 
     # Check everything that needs no computation first, so mistakes surface before the slow steps.
-    names = parse_export_names(args.export)
-    export_options = export_options_from_args(args)
+    parse_export_names(args.export)
+    export_options = export_options_from_args(
+        args, camera_model="PINHOLE" if args.camera_model == "SIMPLE_RADIAL" else None
+    )
+    refine_options = _refine_options(args)
     options = _options(args)
     out_dir = check_output_dir(args.output)
     if export_options.sky_model:
@@ -188,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
             rec = reconstruct(args.inputs, args.checkpoint, options, progress=progress)
             _save_decoded_frames(rec, out_dir)
             t_export = time.perf_counter()
-            results = export_all(rec, out_dir, names, export_options, progress=progress)
+            results = _export(args, rec, out_dir, refine_options, progress)
             export_time = time.perf_counter() - t_export
     except MemoryError as exc:
         raise UserError(
@@ -196,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
             "a smaller --resolution"
         ) from exc
     total = time.perf_counter() - start
-    print(_summary(rec, options.device, total, export_time, memory))
+    print(_summary(rec, options.device, total, export_time, memory, refined=refine_options is not None))
     print(f"output: {out_dir}")
     print_exports(results, out_dir)
     if args.view:
@@ -206,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(rec, device, total: float, export_time: float, memory: PeakMemory) -> str:
+def _summary(rec, device, total: float, export_time: float, memory: PeakMemory, refined: bool = False) -> str:
     """One line: frames, sizes, device, time per stage and peak memory."""
     h, w = rec.model_hw
     sizes = {(int(hw[1]), int(hw[0])) for hw in rec.original_hw}
@@ -215,7 +271,8 @@ def _summary(rec, device, total: float, export_time: float, memory: PeakMemory) 
     return (
         f"reconstructed {rec.num_frames} frames at {w}x{h} (original {original}) on {device} in {total:.1f} s "
         f"(model load {t.get('load_model', 0):.1f} s, images {t.get('load_images', 0):.1f} s, "
-        f"inference {t.get('inference', 0):.1f} s{_chunk_times(t)}, exports {export_time:.1f} s); "
+        f"inference {t.get('inference', 0):.1f} s{_chunk_times(t)}, "
+        f"{'refinement and exports' if refined else 'exports'} {export_time:.1f} s); "
         f"{peak_memory_text(memory)}"
     )
 
