@@ -16,7 +16,17 @@ from collections.abc import Sequence
 from vggtkit.cli.common import CliTermsFilter, UserError, in_cli_terms, user_error_types
 
 # Module names under vggtkit.cli, in the order they appear in --help.
-SUBCOMMANDS = ("quickstart", "train", "evaluate", "reconstruct", "export", "info", "demo", "bench")
+SUBCOMMANDS = (
+    "quickstart",
+    "train",
+    "evaluate",
+    "reconstruct",
+    "export",
+    "export-onnx",
+    "info",
+    "demo",
+    "bench",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

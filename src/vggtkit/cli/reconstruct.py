@@ -26,6 +26,7 @@ examples:
   vggtkit reconstruct a.jpg b.jpg c.jpg -o scene --export all --conf-threshold 30
   vggtkit reconstruct photos/ -o scene --checkpoint ./VGGT-1B --dtype bfloat16 --reference 3
   vggtkit reconstruct photos/ -o scene --export colmap,transforms --camera-model SIMPLE_PINHOLE
+  vggtkit reconstruct photos/ -o scene --runtime onnx --checkpoint vggt.onnx   # from vggtkit export-onnx
 
 Files are sorted by natural name order (img2 before img10); the first one (or --reference N) defines the
 world frame. Re-export later without the model: vggtkit export scene/predictions.npz --export ply
@@ -53,6 +54,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SRC",
         help=f"weights: a folder (config.json + model.safetensors), a weights file (.safetensors/.pt), or a "
         f"Hugging Face repo id, looked up in the local cache (default: {DEFAULT_CHECKPOINT})",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="torch: the PyTorch model (default); onnx: --checkpoint is an .onnx file written by `vggtkit "
+        "export-onnx`, run by onnxruntime at the frame size it was exported for",
     )
     add_device_options(parser)
     group = parser.add_argument_group("inputs")
@@ -102,6 +110,7 @@ def _options(args: argparse.Namespace):
         resolution=args.resolution,
         reference=args.reference,
         sampling=FrameSampling(fps=args.fps, max_frames=args.max_frames),
+        runtime=args.runtime,
     )
 
 

@@ -13,6 +13,7 @@ from vggtkit.utils.dtypes import parse_dtype
 __all__ = ["FrameSampling", "ReconstructOptions"]
 
 _MODES = ("crop", "pad")
+RUNTIMES = ("torch", "onnx")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class ReconstructOptions:
         reference: index (in sorted order) of the frame that defines the world frame; it is passed to the
             model first, and the outputs keep the sorted order.
         sampling: video frame rate and a limit on the number of frames.
+        runtime: "torch" (the PyTorch model) or "onnx" (a file written by ``vggtkit.onnx.export_onnx``, run by
+            onnxruntime; its precision and image size were chosen at export).
     """
 
     device: str | torch.device = "auto"
@@ -60,9 +63,12 @@ class ReconstructOptions:
     resolution: int | None = None
     reference: int = 0
     sampling: FrameSampling = field(default_factory=FrameSampling)
+    runtime: str = "torch"
 
     def __post_init__(self) -> None:
         parse_dtype(self.dtype)
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be 'torch' or 'onnx', got {self.runtime!r}")
         if self.mode not in _MODES:
             raise ValueError(f"mode must be 'crop' or 'pad', got {self.mode!r}")
         res = self.resolution

@@ -23,6 +23,7 @@ from vggtkit.geometry import pose_encoding_to_extri_intri, unproject_depth_map_t
 from vggtkit.inference import InferenceOptions
 from vggtkit.io.images import PATCH_SIZE
 from vggtkit.models.vggt.model import VGGT
+from vggtkit.onnx.runtime import OnnxVGGT
 from vggtkit.pipeline.frames import PreparedFrames, prepare_frames, prepare_tensor
 from vggtkit.pipeline.inputs import InputPath, find_inputs, resolve_inputs
 from vggtkit.pipeline.options import ReconstructOptions
@@ -60,7 +61,9 @@ def reconstruct(
         inputs: image paths, a folder of images, glob patterns, video files (sampled at ``sampling.fps``), or a
             float tensor (S, 3, H, W) in [0, 1]. Files are ordered by natural name order.
         model: a ``vggtkit.VGGT`` instance, or anything ``VGGT.from_pretrained`` takes (bundled name, folder,
-            weights file, hub id; default ``facebook/VGGT-1B`` from the Hugging Face cache).
+            weights file, hub id; default ``facebook/VGGT-1B`` from the Hugging Face cache); with
+            ``runtime='onnx'`` an ``.onnx`` file written by ``vggtkit.onnx.export_onnx`` (or a
+            ``vggtkit.onnx.OnnxVGGT``).
         options: device, dtype, preprocessing mode, resolution (default: the model's ``img_size``), reference
             frame and frame sampling; see :class:`ReconstructOptions`.
         progress: called as ``progress(stage, done, total)``; stages: "load model", "decode <video>",
@@ -81,8 +84,8 @@ def reconstruct(
     paths = None if is_tensor else find_inputs(inputs)  # cheap: typos in paths are reported first
     timings: dict[str, float] = {}
     with _stage("load model", timings, progress):
-        net = _load_model(model, device)
-    resolution = opts.resolution or net.config.img_size
+        net = _load_model(model, device, opts.runtime)
+    resolution = opts.resolution or _native_resolution(net)
     with _stage("load images", timings):
         if is_tensor:
             prepared = prepare_tensor(inputs, opts.mode, resolution, progress)
@@ -126,11 +129,16 @@ def _stage(name: str, timings: dict[str, float], progress: Progress | None = Non
 
 
 # ----------------------------------------------------------------------------------------------- model
-def _load_model(model: Any, device: torch.device) -> VGGT:
-    """The model on ``device`` in eval mode, checked to have what reconstruction needs."""
-    if isinstance(model, VGGT):
+def _load_model(model: Any, device: torch.device, runtime: str = "torch") -> VGGT | OnnxVGGT:
+    """The model on ``device`` in eval mode (or in an onnxruntime session), checked to have what reconstruction
+    needs."""
+    if runtime == "onnx" or isinstance(model, OnnxVGGT):
+        net = _load_onnx_model(model, device)
+    elif isinstance(model, VGGT):
         net = model.to(device).eval()
     elif isinstance(model, (str, Path)):
+        if str(model).lower().endswith(".onnx"):
+            raise ValueError(f"{model} is an ONNX model; run it with runtime='onnx'")
         net = VGGT.from_pretrained(model, map_location=device)
     else:
         raise ValueError(
@@ -145,6 +153,21 @@ def _load_model(model: Any, device: torch.device) -> VGGT:
             f"the model's patch size is {cfg.patch_size}; the image preprocessing uses {PATCH_SIZE}"
         )
     return net
+
+
+def _load_onnx_model(model: Any, device: torch.device) -> OnnxVGGT:
+    if isinstance(model, OnnxVGGT):
+        return model
+    if not isinstance(model, (str, Path)):
+        raise ValueError(
+            f"runtime='onnx' runs an .onnx file written by vggtkit.onnx.export_onnx, got {type(model).__name__}"
+        )
+    return OnnxVGGT(model, device)
+
+
+def _native_resolution(net: VGGT | OnnxVGGT) -> int:
+    """The default input width: the size the model was trained at, or the width an ONNX graph was exported for."""
+    return net.image_hw[1] if isinstance(net, OnnxVGGT) else net.config.img_size
 
 
 def _run_model(
