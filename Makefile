@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench clean gpu-check
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	PYTHON=$(PYTHON) bash scripts/setup.sh
@@ -27,3 +27,8 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV)
+
+# On a CUDA machine: model tests and golden fixtures on the GPU, drift, VGGT-1B bf16 at 1-200 frames, the
+# largest frame count in one pass (results in benchmarks/results/gpu).
+gpu-check: $(STAMP)
+	$(PY) benchmarks/gpu_check.py --out benchmarks/results/gpu

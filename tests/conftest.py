@@ -23,10 +23,17 @@ def golden_vggt():
     return golden_model()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def device() -> torch.device:
-    """Device under test: $VGGTKIT_TEST_DEVICE, default cpu."""
-    return torch.device(os.environ.get("VGGTKIT_TEST_DEVICE", "cpu"))
+    """Device of the model tests (golden parity, execution plans): $VGGTKIT_TEST_DEVICE, default cpu.
+
+    On CUDA, TF32 is turned off for this test session: the golden fixture is float32 arithmetic.
+    """
+    dev = torch.device(os.environ.get("VGGTKIT_TEST_DEVICE", "cpu"))
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    return dev
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
-"""vggtkit: VGGT (Visual Geometry Grounded Transformer) reconstruction toolkit."""
+"""vggtkit: VGGT (Visual Geometry Grounded Transformer) and VGGT-Omega reconstruction toolkit."""
 
 from vggtkit.io.images import load_and_preprocess_images
+from vggtkit.models.omega import VGGTOmega, VGGTOmegaConfig
+from vggtkit.models.registry import from_pretrained
 from vggtkit.models.vggt.config import VGGTConfig, tiny_config
 from vggtkit.models.vggt.model import VGGT
 from vggtkit.pipeline import Reconstruction, reconstruct
@@ -13,7 +15,10 @@ __all__ = [
     "CheckpointError",
     "Reconstruction",
     "VGGTConfig",
+    "VGGTOmega",
+    "VGGTOmegaConfig",
     "__version__",
+    "from_pretrained",
     "load_and_preprocess_images",
     "reconstruct",
     "tiny_config",

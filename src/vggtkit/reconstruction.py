@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -28,6 +30,8 @@ from vggtkit.utils.atomic import atomic_path
 __all__ = ["NPZ_FORMAT_VERSION", "OFFICIAL_KEYS", "PointBranch", "Reconstruction"]
 
 logger = logging.getLogger(__name__)
+
+_ZIP_MAGIC = b"PK\x03\x04"  # an npz is a zip archive
 
 OFFICIAL_KEYS = (
     "pose_enc",
@@ -263,20 +267,20 @@ class Reconstruction:
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"predictions file not found: '{path}'")
+        with open(path, "rb") as fh:
+            if fh.read(4) != _ZIP_MAGIC:
+                raise ValueError(f"'{path}' is not an npz file; give the predictions.npz of a reconstruction")
         try:
             npz = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot read '{path}' as an npz file: {exc}") from exc
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise ValueError(f"'{path}' is damaged ({exc}); write it again") from exc
         with npz:
             keys = set(npz.files)
             required = {"pose_enc", "depth", "depth_conf", "images", "extrinsic", "intrinsic"}
             missing = sorted(required - keys)
             if missing:
                 raise ValueError(f"'{path}' is not a VGGT predictions file: missing {', '.join(missing)}")
-            try:
-                data = {k: npz[k] for k in keys if k != "pose_enc_list"}
-            except ValueError as exc:  # an object array other than pose_enc_list
-                raise ValueError(f"'{path}' holds pickled objects; refusing to load them ({exc})") from exc
+            data = _read_arrays(npz, path)
         return cls._from_arrays(data, path)
 
     @classmethod
@@ -323,3 +327,13 @@ class Reconstruction:
             reference_index=int(info.get("reference_index", 0)),
             mode=str(info.get("mode", "crop")),
         )
+
+
+def _read_arrays(npz: np.lib.npyio.NpzFile, path: Path) -> dict[str, np.ndarray]:
+    """Every array of an open npz but ``pose_enc_list``; a truncated or corrupt member is a ValueError."""
+    try:
+        return {k: npz[k] for k in npz.files if k != "pose_enc_list"}
+    except ValueError as exc:  # an object array other than pose_enc_list
+        raise ValueError(f"'{path}' holds pickled objects; refusing to load them ({exc})") from exc
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"'{path}' is damaged ({exc}); write it again") from exc

@@ -134,6 +134,15 @@ def _looks_like_repo_id(source: str) -> bool:
     return len(parts) == 2 and all(parts) and not source.startswith((".", "~")) and "\\" not in source
 
 
+def _hub_file(source: str) -> tuple[str, str] | None:
+    """(repo id, file name) of an ``owner/repo/file.pt`` source: one weights file of a hub repo that holds several
+    (facebook/VGGT-Omega ships vggt_omega_1b_512.pt and vggt_omega_1b_256_text.pt)."""
+    repo, _, name = source.rpartition("/")
+    if _looks_like_repo_id(repo) and name and Path(name).suffix in WEIGHT_SUFFIXES:
+        return repo, name
+    return None
+
+
 def _hub_reachable(endpoint: str, timeout: float = 3.0) -> bool:
     """True when the hub host resolves within ``timeout`` (huggingface_hub itself retries for ~20 s offline)."""
     host = endpoint.split("://", 1)[-1].split("/", 1)[0].split(":")[0]
@@ -153,9 +162,14 @@ def _hub_reachable(endpoint: str, timeout: float = 3.0) -> bool:
 
 
 def _download_from_hub(
-    repo_id: str, cache_dir: str | Path | None, revision: str | None, local_files_only: bool | None
+    repo_id: str,
+    cache_dir: str | Path | None,
+    revision: str | None,
+    local_files_only: bool | None,
+    weights_names: tuple[str, ...] = WEIGHTS_NAMES,
 ) -> tuple[Path, Path | None]:
-    """Resolve (weights, config) of a hub repo from the cache, downloading only when the hub is reachable."""
+    """Resolve (weights, config) of a hub repo from the cache, downloading only when the hub is reachable; the
+    weights are the first of ``weights_names`` the repo holds."""
     from huggingface_hub import constants, hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
@@ -174,24 +188,27 @@ def _download_from_hub(
             raise CheckpointError(f"cannot download {filename} from the hub repo {repo_id}: {exc}") from exc
 
     def fetch_weights(local_only: bool) -> Path | None:
-        for name in WEIGHTS_NAMES:
+        for name in weights_names:
             path = fetch(name, local_only)
             if path is not None:
                 return path
         return None
 
+    one_file = weights_names != WEIGHTS_NAMES
+    what = f"{repo_id}/{weights_names[0]}" if one_file else repo_id
     weights = fetch_weights(local_only=True)
     if weights is None:
         if offline or not _hub_reachable(constants.ENDPOINT):
             raise CheckpointError(
-                f"the checkpoint {repo_id} is not in the Hugging Face cache and the hub cannot be reached"
+                f"the checkpoint {what} is not in the Hugging Face cache"
+                f"{' (nor a local file)' if one_file else ''} and the hub cannot be reached"
                 f"{' (offline mode is on)' if offline else ''}. Download it on a connected machine with "
-                f"`hf download {repo_id}` (then copy ~/.cache/huggingface), or give a local folder or "
-                "weights file as the checkpoint."
+                f"`hf download {repo_id}{' ' + weights_names[0] if one_file else ''}` (then copy "
+                "~/.cache/huggingface), or give a local folder or weights file as the checkpoint."
             )
         weights = fetch_weights(local_only=False)
         if weights is None:
-            raise CheckpointError(f"the hub repo {repo_id} has none of {', '.join(WEIGHTS_NAMES)}")
+            raise CheckpointError(f"the hub repo {repo_id} has none of {', '.join(weights_names)}")
     config = fetch(CONFIG_NAME, local_only=True) or (
         None if offline else fetch(CONFIG_NAME, local_only=False)
     )
@@ -207,7 +224,8 @@ def resolve_checkpoint(
     """Find (weights file, config.json or None) for a source.
 
     Sources: a bundled model name (see ``BUNDLED_MODELS``), a folder in the Hugging Face layout, a weights file
-    (``.safetensors``, ``.pt``, ``.pth``, ``.bin``; a ``config.json`` beside it is used), or a hub repo id.
+    (``.safetensors``, ``.pt``, ``.pth``, ``.bin``; a ``config.json`` beside it is used), a hub repo id, or one
+    weights file of a hub repo (``owner/repo/file.pt``, when no such local file exists).
     """
     text = str(source)
     if text in BUNDLED_MODELS:
@@ -224,6 +242,9 @@ def resolve_checkpoint(
             )
         config = path.parent / CONFIG_NAME
         return path, config if config.is_file() else None
+    hub_file = _hub_file(text)
+    if hub_file is not None:
+        return _download_from_hub(hub_file[0], cache_dir, revision, local_files_only, (hub_file[1],))
     if path.suffix in WEIGHT_SUFFIXES or os.sep in text.strip("/") and not _looks_like_repo_id(text):
         raise CheckpointError(f"checkpoint path {path} does not exist")
     if _looks_like_repo_id(text):

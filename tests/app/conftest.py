@@ -6,11 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _demo_helpers import RESOLUTION, free_port
 from PIL import Image
 
 from _golden import golden_model
-
-RESOLUTION = 56  # model input width in the tests: 56x42 maps, fast on 2 CPU cores
 
 
 @pytest.fixture(scope="session")
@@ -79,18 +78,10 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return folder
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def free_port() -> int:
+@pytest.fixture(name="free_port")
+def free_port_fixture() -> int:
     """A TCP port free on 127.0.0.1 right now."""
-    return _free_port()
+    return free_port()
 
 
 @pytest.fixture(scope="session")
@@ -104,23 +95,21 @@ def demo_server(tmp_path_factory, tiny_checkpoint, media):
     root = tmp_path_factory.mktemp("demo_workdir")
     saved = os.environ.get("GRADIO_TEMP_DIR")
     os.environ["GRADIO_TEMP_DIR"] = str(root / "gradio")  # as the CLI does: uploads inside the work folder
-    from vggtkit.app import build_demo, launch_demo
+    from vggtkit.app import build_demo, launch_demo, shutdown_demo
+    from vggtkit.app.settings import DemoSettings
 
     demo = build_demo(
         str(tiny_checkpoint),
         device="cpu",
-        workdir_root=root,
         resolution=RESOLUTION,
-        max_frames=8,
-        max_upload_mb=5,
-        concurrency=2,
         examples=[media["two"][0].parent],
+        settings=DemoSettings(workdir_root=root, max_frames=8, max_upload_mb=5, concurrency=2),
     )
-    url = launch_demo(demo, port=_free_port(), prevent_thread_lock=True, quiet=True)
+    url = launch_demo(demo, port=free_port(), prevent_thread_lock=True, quiet=True)
     try:
         yield url, demo
     finally:
-        demo.close()
+        shutdown_demo(demo)
         if saved is None:
             os.environ.pop("GRADIO_TEMP_DIR", None)
         else:

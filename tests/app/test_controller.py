@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -19,9 +20,7 @@ from vggtkit.pipeline import Reconstruction
 @pytest.fixture(scope="module")
 def controller(tmp_path_factory, media, resolution) -> DemoController:
     root = tmp_path_factory.mktemp("demo_root")
-    settings = DemoSettings(
-        workdir_root=root, device="cpu", resolution=resolution, max_frames=6, concurrency=2
-    )
+    settings = DemoSettings(workdir_root=root, max_frames=6, concurrency=2)
     runner = ModelRunner(golden_model(), device="cpu", resolution=resolution)
     return DemoController(settings, runner, [media["two"][0].parent])
 
@@ -119,7 +118,8 @@ def test_sky_filter_without_a_model_explains_itself(controller, media):
     state = _uploaded(controller, media["two"])
     assert controller.reconstruct(state, 0, "crop", ViewSettings()).ok
     out = controller.view(state, ViewSettings(mask_sky=True))
-    assert out.glb is None and "--sky-model" in out.message
+    assert out.glb is None and "started without a sky-segmentation model" in out.message
+    assert "--" not in out.message  # the page speaks the library's words, not the command line's
 
 
 def test_clear_removes_the_run(controller, media):
@@ -176,7 +176,7 @@ def test_sky_filter_with_a_model_masks_once_per_run(tmp_path, media, monkeypatch
     monkeypatch.setattr(sky, "sky_keep_masks", fake_masks)
     model = tmp_path / "skyseg.onnx"
     model.write_bytes(b"not used by the fake")
-    settings = DemoSettings(workdir_root=tmp_path / "root", resolution=resolution, sky_model=model)
+    settings = DemoSettings(workdir_root=tmp_path / "root", sky_model=model)
     ctl = DemoController(settings, ModelRunner(golden_model(), device="cpu", resolution=resolution))
     state = ctl.upload(None, None, [str(p) for p in media["two"]], 1.0).state
     plain = ctl.reconstruct(state, 0, "crop", ViewSettings(conf_threshold=0)).view
@@ -204,3 +204,103 @@ def test_example_discovery(tmp_path):
     assert bundled_example_dirs(tmp_path / "missing") == []
     for folder in bundled_example_dirs():  # what the package ships, if anything
         assert len(list((folder / "images").iterdir())) >= 2
+
+
+def test_sessions_are_kept_apart_by_owner(controller, media):
+    from vggtkit.app.access import OwnerKeys
+
+    alice, bob = OwnerKeys().throwaway(), OwnerKeys().throwaway()
+    a = controller.upload(None, None, [str(p) for p in media["two"]], 1.0, owner=alice).state
+    assert Path(a["session"]).parent.name == alice
+    again = controller.upload(a, None, [str(p) for p in media["two"]], 1.0, owner=alice).state
+    assert again["session"] == a["session"]
+    stolen = controller.upload(a, None, [str(p) for p in media["two"]], 1.0, owner=bob).state
+    assert Path(stolen["session"]).parent.name == bob and stolen["session"] != a["session"]
+
+
+def test_stopping_cancels_a_running_reconstruction_before_it_saves(tmp_path, media, resolution):
+    """A stop during a reconstruction ends it at its next stage; nothing is written after the stop."""
+    from vggtkit.app.controller import STOPPING
+
+    ctl = DemoController(
+        DemoSettings(workdir_root=tmp_path), ModelRunner(golden_model(), device="cpu", resolution=resolution)
+    )
+    state = ctl.upload(None, None, [str(p) for p in media["two"]], 1.0).state
+    stages = []
+
+    def progress(stage, done, total):
+        stages.append(stage)
+        if stage == "inference" and done == 0:
+            ctl.stop()
+
+    out = ctl.reconstruct(state, 0, "crop", ViewSettings(), progress)
+    assert not out.ok and out.message == STOPPING
+    assert "postprocess" not in stages and not (Path(state["run"]) / "predictions.npz").exists()
+    assert ctl.wait_idle(1.0)
+    assert ctl.upload(None, None, [str(p) for p in media["two"]], 1.0).message == STOPPING
+    assert ctl.view(state, ViewSettings()).message == STOPPING
+
+
+def test_wait_idle_waits_for_a_running_operation(tmp_path, media, resolution):
+    ctl = DemoController(
+        DemoSettings(workdir_root=tmp_path), ModelRunner(golden_model(), device="cpu", resolution=resolution)
+    )
+    release = threading.Event()
+    entered = threading.Event()
+
+    def slow(stage, done, total):
+        entered.set()
+        release.wait(10)
+
+    worker = threading.Thread(target=ctl.upload, args=(None, None, [str(media["two"][0])], 1.0, slow))
+    worker.start()
+    assert entered.wait(10)
+    ctl.stop()
+    assert not ctl.wait_idle(0.2)  # still inside the upload
+    release.set()
+    assert ctl.wait_idle(10)
+    worker.join()
+    assert not any(p.name == "images" for p in (tmp_path / "sessions").rglob("*"))  # cancelled: no frames
+
+
+def test_expired_sessions_are_deleted_but_not_while_reconstructing(controller, media):
+    state = _uploaded(controller, media["two"])
+    session = Path(state["session"])
+    far_future = time.time() + controller.settings.expire_seconds + 60
+    with controller._busy_lock:
+        controller._busy.add(Path(state["run"]))
+    try:
+        assert session not in controller.expire_sessions(now=far_future)
+    finally:
+        with controller._busy_lock:
+            controller._busy.clear()
+    assert session in controller.expire_sessions(now=far_future)
+    assert not session.exists()
+    assert controller.reconstruct(state, 0, "crop", ViewSettings()).message.startswith(
+        "Nothing to reconstruct"
+    )
+
+
+def test_runner_resolution_defaults_to_the_checkpoints_img_size():
+    from vggtkit import VGGT
+    from vggtkit.models.vggt.config import preset_config
+
+    assert ModelRunner(VGGT(preset_config("test-tiny")), device="cpu").resolution == 56
+    assert ModelRunner(golden_model(), device="cpu").resolution == 518
+    assert ModelRunner(golden_model(), device="cpu", resolution=112).resolution == 112
+    with pytest.raises(ValueError, match="multiple of 14"):
+        ModelRunner(golden_model(), device="cpu", resolution=100)
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        ModelRunner(golden_model(), device="cpu", dtype="int8")
+
+
+def test_library_errors_reach_the_page_in_the_librarys_words(controller, tmp_path):
+    """A reconstruction error from the pipeline is shown as it is: it names no command-line flag."""
+    from PIL import Image
+
+    wide = tmp_path / "strip.png"
+    Image.new("RGB", (2000, 20), (120, 80, 40)).save(wide)
+    state = _uploaded(controller, [wide])
+    out = controller.reconstruct(state, 0, "crop", ViewSettings())
+    assert not out.ok and out.message.startswith("Reconstruction failed: image 'strip.png'")
+    assert "too elongated" in out.message and "--" not in out.message

@@ -73,9 +73,21 @@ def test_tiny_image_is_refused(tmp_path):
         ingest_uploads(tmp_path / "run", [small], None, 1.0, LIMITS)
 
 
-def test_video_without_frames_is_refused(tmp_path, media):
-    with pytest.raises(UploadError, match="the video 'empty.mp4' cannot be read .it has no frames"):
-        ingest_uploads(tmp_path / "out" / "images", None, media["empty_video"], 1.0, LIMITS)
+@pytest.mark.parametrize("name", ["empty.png", "empty.jpg", "empty.mp4"])
+def test_empty_file_is_called_empty(tmp_path, media, name):
+    empty = tmp_path / name
+    empty.write_bytes(b"")
+    video, images = (empty, None) if name.endswith(".mp4") else (None, [media["three"][0], empty])
+    with pytest.raises(UploadError, match=rf"'{name}' is empty \(0 bytes\)"):
+        ingest_uploads(tmp_path / "out" / "images", images, video, 1.0, LIMITS)
+    assert not (tmp_path / "out").exists()
+
+
+def test_video_without_frames_is_refused(tmp_path):
+    garbage = tmp_path / "noise.mp4"
+    garbage.write_bytes(bytes(range(256)) * 64)
+    with pytest.raises(UploadError, match="the video 'noise.mp4' cannot be read .it has no frames"):
+        ingest_uploads(tmp_path / "out" / "images", None, garbage, 1.0, LIMITS)
     assert not (tmp_path / "out").exists()
 
 
@@ -88,8 +100,18 @@ def test_too_many_frames_names_the_limit_and_the_fixes(tmp_path, media):
 
 
 def test_upload_size_is_bounded(tmp_path, media):
-    with pytest.raises(UploadError, match="over this demo's limit of 0 MB"):
+    with pytest.raises(UploadError, match="over this demo's limit of 0 MB; upload fewer or smaller files$"):
         ingest_uploads(tmp_path / "run", media["three"], None, 1.0, UploadLimits(8, 100))
+
+
+def test_an_existing_folder_is_replaced_only_by_a_complete_upload(tmp_path, media):
+    target = tmp_path / "run" / "images"
+    ingest_uploads(target, media["two"], None, 1.0, LIMITS)
+    with pytest.raises(UploadError):
+        ingest_uploads(target, [media["three"][0], media["text"]], None, 1.0, LIMITS)
+    assert sorted(p.name for p in target.iterdir()) == ["img0.png", "img1.png"]  # the old frames, untouched
+    assert ingest_uploads(target, media["three"], None, 1.0, LIMITS) == ["img0.png", "img1.png", "img2.png"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["images"]  # no temporary left
 
 
 def test_bad_frame_rate_is_refused(tmp_path, media):

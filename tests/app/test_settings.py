@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vggtkit.app.settings import DemoSettings, ViewSettings, frame_choices, parse_frame_choice
+from vggtkit.export.options import ExportOptions
 
 
 def test_frame_choices_round_trip():
@@ -44,16 +45,35 @@ def test_view_from_controls_matches_the_official_labels():
         True,
     )
     options = view.export_options()
+    assert type(options) is ExportOptions
     assert (options.conf_threshold, options.frame, options.branch) == (12.5, 2, "pointmap")
+    assert (options.mask_black, options.show_cameras) == (True, False)
     with pytest.raises(ValueError, match=r"in \[0, 100\]"):
         ViewSettings(conf_threshold=120)
+    with pytest.raises(ValueError, match="confidence threshold must be a number"):
+        ViewSettings(conf_threshold="high")
+
+
+def test_view_settings_are_export_options_plus_the_sky_filter():
+    """One declaration of the exporters' fields: the view adds only what the exporters do not have."""
+    from dataclasses import fields
+
+    assert issubclass(ViewSettings, ExportOptions)
+    added = {f.name for f in fields(ViewSettings)} - {f.name for f in fields(ExportOptions)}
+    assert added == {"mask_sky"}
+    assert ViewSettings(conf_threshold=33.33333).conf_threshold == 33.333  # stable cache keys
+    with pytest.raises(ValueError, match="frame must be"):
+        ViewSettings(frame=-1)
 
 
 def test_demo_settings_validate(tmp_path):
     settings = DemoSettings(workdir_root=tmp_path)
     assert settings.sessions_dir == tmp_path.resolve() / "sessions"
-    with pytest.raises(ValueError, match="multiple of 14"):
-        DemoSettings(workdir_root=tmp_path, resolution=500)
+    assert not settings.share_results and settings.expire_seconds == 24 * 3600
+    with pytest.raises(ValueError, match="expire_hours must be a number > 0"):
+        DemoSettings(workdir_root=tmp_path, expire_hours=0)
+    with pytest.raises(ValueError, match="no work folder"):
+        _ = DemoSettings().sessions_dir
     with pytest.raises(ValueError, match="max_frames must be an integer >= 1"):
         DemoSettings(workdir_root=tmp_path, max_frames=0)
     with pytest.raises(ValueError, match="sky model not found"):

@@ -215,7 +215,7 @@ def test_in_cli_terms(library: str, cli: str) -> None:
 def test_export_mistakes(tmp_path: Path, capsys) -> None:
     assert "predictions file not found" in _error_line(capsys, ["export", str(tmp_path / "none.npz")])
     (tmp_path / "bad.npz").write_bytes(b"not a zip")
-    assert "cannot read" in _error_line(capsys, ["export", str(tmp_path / "bad.npz")])
+    assert "is not an npz file" in _error_line(capsys, ["export", str(tmp_path / "bad.npz")])
     np.savez(tmp_path / "other.npz", x=np.zeros(3))
     assert "not a VGGT predictions file" in _error_line(capsys, ["export", str(tmp_path / "other.npz")])
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -271,3 +273,117 @@ def test_output_into_the_input_scene_never_touches_the_photos(photos, checkpoint
     assert code == 0
     assert {p.name: p.read_bytes() for p in (tmp_path / "images").iterdir()} == before
     assert pycolmap.Reconstruction(str(tmp_path / "sparse" / "0")).num_reg_images() == 3
+
+
+# ------------------------------------------------------------------------------------------- long sequences
+def _video_args(video: Path, checkpoint: Path, out: Path, *extra: str) -> list[str]:
+    return ["reconstruct", str(video), "-o", str(out), "--checkpoint", str(checkpoint), "--resolution", RES,
+            "--fps", "10", *extra]  # fmt: skip
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_video_in_chunks_writes_every_export(video, checkpoint, tmp_path, capsys, caplog) -> None:
+    """20 frames in chunks of 8 (overlap 2), streamed from the video: one reconstruction, every export."""
+    out = tmp_path / "scene"
+    with caplog.at_level(logging.INFO, logger="vggtkit.pipeline"):
+        code, stdout, _ = _run(
+            capsys,
+            *_video_args(video, checkpoint, out, "--chunk-size", "8", "--overlap", "2", "--export", "all"),
+        )
+    assert code == 0
+    assert "running 3 chunks of 8 frames overlapping by 2 (20 frames)" in caplog.text
+    assert "reconstructed 20 frames at 56x42 (original 64x48)" in stdout and ", alignment " in stdout
+    rec = Reconstruction.load_npz(out / "predictions.npz")
+    assert rec.num_frames == 20 and rec.names[-1] == "clip_000019.png"
+    assert len(list((out / "images").iterdir())) == 20
+    assert pycolmap.Reconstruction(str(out / "sparse" / "0")).num_reg_images() == 20
+    assert len(json.loads((out / "transforms.json").read_text())["frames"]) == 20
+    assert not [p for p in out.iterdir() if p.name.startswith("vggtkit-frames-")]  # the frame store is gone
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_max_memory_chooses_one_pass_or_chunks(video, checkpoint, tmp_path, capsys, caplog) -> None:
+    import torch
+
+    from vggtkit import VGGT
+    from vggtkit.pipeline.planning import PIPELINE_BYTES_PER_PIXEL, _estimate, default_overlap
+
+    with caplog.at_level(logging.INFO, logger="vggtkit.pipeline.planning"):
+        code, _, _ = _run(capsys, *_video_args(video, checkpoint, tmp_path / "a", "--max-memory", "100GB"))
+    assert code == 0 and "one pass fits: 20 frames of 56x42 need about" in caplog.text
+    caplog.clear()
+    # A budget that chunks of 8 frames (with their overlap of 2) fit in, and 20 frames do not.
+    model = VGGT.from_pretrained(checkpoint)
+    budget = next(
+        b
+        for b in range(10**6, 10**9, 10**5)
+        if _estimate(model, 8, (42, 56), torch.float32, b, 10 * 42 * 56 * PIPELINE_BYTES_PER_PIXEL)
+    )
+    assert default_overlap(8) == 2
+    with caplog.at_level(logging.INFO, logger="vggtkit.pipeline.planning"):
+        code, _, _ = _run(
+            capsys, *_video_args(video, checkpoint, tmp_path / "b", "--max-memory", str(budget))
+        )
+    assert code == 0
+    assert "one pass over 20 frames of 56x42 does not fit in --max-memory " in caplog.text
+    assert "chunks of 8 frames overlapping by 2" in caplog.text
+    assert Reconstruction.load_npz(tmp_path / "b" / "predictions.npz").num_frames == 20
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--overlap", "2"],
+            "--overlap is only used with --chunk-size: give both, or --max-memory to choose them",
+        ),
+        (
+            ["--chunk-size", "4", "--overlap", "4"],
+            r"--overlap must be smaller than --chunk-size \(4\), got 4",
+        ),
+        (["--chunk-size", "1"], "--chunk-size must be a number of frames >= 2, got 1"),
+        (["--max-memory", "lots"], "cannot read --max-memory 'lots': use bytes or a number with a unit"),
+        (
+            ["--max-memory", "1MB"],
+            r"--max-memory 1.00 MB is too small even for chunks of 2 frames of 56x42; raise",
+        ),
+    ],
+)
+def test_long_sequence_mistakes(video, checkpoint, tmp_path, capsys, flags: list[str], message: str) -> None:
+    code = main(_video_args(video, checkpoint, tmp_path, *flags))
+    _, err = capsys.readouterr()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and "Traceback" not in err
+    assert re.search(message, lines[-1]) and lines[-1].startswith("vggtkit reconstruct: error: "), lines[-1]
+
+
+def test_work_dir_that_is_a_file(video, checkpoint, tmp_path, capsys) -> None:
+    busy = tmp_path / "busy"
+    busy.write_text("not a folder")
+    code = main(
+        _video_args(video, checkpoint, tmp_path / "out", "--chunk-size", "8", "--work-dir", str(busy))
+    )
+    _, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"vggtkit reconstruct: error: cannot keep frames in --work-dir {busy} (File exists); give a writable folder"
+    )
+
+
+def test_view_flag_opens_the_viewer_on_the_result(tmp_path, monkeypatch, capsys):
+    import vggtkit.cli.view as view
+
+    calls = []
+    monkeypatch.setattr(
+        view, "view_reconstruction", lambda rec, out, opts: calls.append((rec, out, opts)) or 0
+    )
+    image = tmp_path / "photos"
+    image.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8)).save(image / f"{i}.png")
+    code = main(["reconstruct", str(image), "-o", str(tmp_path / "out"), "--checkpoint", "tiny-synthetic",
+                 "--device", "cpu", "--export", "npz", "--view"])  # fmt: skip
+    assert code == 0 and len(calls) == 1
+    rec, out, opts = calls[0]
+    assert Path(out) == tmp_path / "out" and len(rec.names) == 2 and opts.conf_threshold is not None

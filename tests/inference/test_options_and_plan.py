@@ -166,7 +166,9 @@ def test_gpu_plans_attend_over_all_queries_when_memory_allows():
     roomy = plan_inference(DIMS_1B, shape, InferenceOptions(dtype="bfloat16"), gpu, 2_500_000_000,
                            available_bytes=100_000_000_000)  # fmt: skip
     assert roomy.token_chunk is None and roomy.frame_chunk > 1 and roomy.head_chunk == 8
-    assert not roomy.release_memory and not roomy.channels_last
+    assert not roomy.release_memory and not roomy.channels_last  # float32 heads
+    bf16_heads = InferenceOptions(dtype="bfloat16", heads_dtype="bfloat16")
+    assert plan_inference(DIMS_1B, shape, bf16_heads, gpu, available_bytes=100_000_000_000).channels_last
     tight = plan_inference(
         DIMS_1B, shape, InferenceOptions(dtype="bfloat16", max_memory="12GB"), gpu, 2_500_000_000
     )

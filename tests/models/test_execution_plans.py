@@ -18,14 +18,22 @@ OFFICIAL_BF16_DEPTH_MEDIAN_REL = 0.005
 OFFICIAL_BF16_POSE_ABS = 0.1
 
 
+@pytest.fixture(scope="module")
+def golden_vggt(device):
+    """The golden model on the device under test ($VGGTKIT_TEST_DEVICE)."""
+    return golden_model().to(device)
+
+
 def golden_inputs() -> tuple[torch.Tensor, torch.Tensor]:
     g = load_golden()
     return torch.from_numpy(g["images"]), torch.from_numpy(g["query_points"])
 
 
 def run(model: VGGT, images: torch.Tensor, queries: torch.Tensor | None = None, **kwargs) -> dict:
+    """The model on (images, queries) moved to its device, without autograd."""
+    device = next(model.parameters()).device
     with torch.no_grad():
-        return model(images, queries, **kwargs)
+        return model(images.to(device), None if queries is None else queries.to(device), **kwargs)
 
 
 def assert_matches(ours: dict, ref: dict, tol: float = 1e-5, track_px: float = 1e-2) -> None:
@@ -61,17 +69,19 @@ def test_reference_plan_keeps_every_layer_and_matches_golden(golden_vggt, golden
         assert torch.equal(same[key], golden_reference[key]), key  # the options spelling is the same plan
 
 
-def test_lean_plan_is_the_default_and_matches_reference_and_golden(golden_vggt, golden_reference):
+def test_lean_plan_is_the_default_and_matches_reference_and_golden(golden_vggt, golden_reference, device):
     images, queries = golden_inputs()
     out = run(golden_vggt, images, queries)
     assert_matches(out, golden_reference)
     g = load_golden()
     for key in DENSE:
         assert_golden(key, out[key], g[key])
-    assert (out["track"].numpy() - g["track"]).__abs__().max() <= 0.1
+    assert (out["track"].cpu().numpy() - g["track"]).__abs__().max() <= 0.1
     with torch.no_grad():
-        plan = golden_vggt.plan(images)
-    assert plan.in_place and plan.token_chunk and not plan.keep_all_layers
+        plan = golden_vggt.plan(images.to(device))
+    assert plan.in_place and not plan.keep_all_layers
+    # CPUs attend in chunks of queries; GPUs over all queries at once when memory allows.
+    assert (plan.token_chunk is not None) == (device.type == "cpu")
 
 
 def test_lean_plan_keeps_all_layers_on_request(golden_vggt):
@@ -91,8 +101,8 @@ def test_lean_plan_keeps_all_layers_on_request(golden_vggt):
         assert_golden(f"aggregated_{i}", a, g[f"aggregated_{i}"])
 
 
-def test_only_head_layers_are_stored(golden_vggt):
-    images = torch.rand(1, 3, 3, 28, 42)
+def test_only_head_layers_are_stored(golden_vggt, device):
+    images = torch.rand(1, 3, 3, 28, 42, device=device)
     with torch.no_grad():
         tokens, _ = golden_vggt.aggregator(images, golden_vggt.plan(images))
     assert [i for i, t in enumerate(tokens) if t is not None] == list(golden_vggt.config.head_layers)
@@ -129,9 +139,9 @@ def test_lean_float32_matches_reference(golden_vggt, batch, frames, hw, options)
         {"dpt_layers": (0, 0, 1, 2), "depth": 4, "enable_depth": False},
     ],
 )
-def test_model_variants_match_reference(overrides):
+def test_model_variants_match_reference(overrides, device):
     torch.manual_seed(0)
-    model = VGGT(tiny_config(**overrides)).eval()
+    model = VGGT(tiny_config(**overrides)).to(device).eval()
     images = torch.rand(1, 3, 3, 28, 42)
     queries = torch.tensor([[3.0, 5.0], [30.0, 20.0]])
     ref = run(model, images, queries, options=ExecutionPlan.reference())
@@ -167,23 +177,23 @@ def test_bfloat16_drift_is_within_the_official_codes(golden_vggt, golden_referen
         assert out[key].dtype == torch.float32 and torch.isfinite(out[key]).all(), key
 
 
-def test_bfloat16_weights_through_infer_helper(golden_reference):
-    model = golden_model()
+def test_bfloat16_weights_through_infer_helper(golden_reference, device):
+    model = golden_model().to(device)
     images, queries = golden_inputs()
     options = InferenceOptions(dtype="bfloat16", weights_dtype="bfloat16")
     out = infer(model, images[0], queries[0], options=options)
     assert model.aggregator.frame_blocks[0].attn.qkv.weight.dtype == torch.bfloat16
     assert model.depth_head.projects[0].weight.dtype == torch.float32  # heads stay float32
-    rel = (out["depth"] - golden_reference["depth"]).abs() / golden_reference["depth"].abs()
+    rel = (out["depth"].to(device) - golden_reference["depth"]).abs() / golden_reference["depth"].abs()
     assert rel.median() <= OFFICIAL_BF16_DEPTH_MEDIAN_REL
     # The reference plan computes in float32 from the converted (rounded) weights.
     ref_from_bf16 = run(model, images, options=ExecutionPlan.reference())
     assert ref_from_bf16["depth"].dtype == torch.float32
 
 
-def test_ambient_autocast_selects_its_dtype(golden_vggt, golden_reference):
+def test_ambient_autocast_selects_its_dtype(golden_vggt, golden_reference, device):
     images, _ = golden_inputs()
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast(device.type, dtype=torch.bfloat16):
         out = run(golden_vggt, images)
     assert out["depth"].dtype == torch.float32
     assert not torch.equal(out["depth"], golden_reference["depth"])
@@ -198,18 +208,18 @@ def test_dtype_string_shorthand(golden_vggt):
 
 
 # ----------------------------------------------------------------------------- autograd, errors
-def test_in_place_plans_refuse_autograd(golden_vggt):
+def test_in_place_plans_refuse_autograd(golden_vggt, device):
     plan = ExecutionPlan(in_place=True)
     with pytest.raises(ValueError, match="no_grad"):
-        golden_vggt(torch.rand(2, 3, 28, 28), options=plan)
+        golden_vggt(torch.rand(2, 3, 28, 28, device=device), options=plan)
 
 
 @pytest.mark.parametrize("options", [None, InferenceOptions(frame_chunk_size=1, query_chunk_size=7)])
-def test_gradients_flow_through_every_plan_that_autograd_allows(options):
+def test_gradients_flow_through_every_plan_that_autograd_allows(options, device):
     torch.manual_seed(0)
     config = VGGTConfig(**{**golden_config_dict(), "enable_track": False})
-    model = VGGT(config).train()
-    images = torch.rand(1, 2, 3, 28, 28, requires_grad=True)
+    model = VGGT(config).to(device).train()
+    images = torch.rand(1, 2, 3, 28, 28, device=device, requires_grad=True)
     out = model(images, options=options)
     plan = model.plan(images.detach(), options)
     assert not plan.in_place and not plan.release_memory
@@ -250,12 +260,16 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
 
-def test_float16_is_refused_on_cpu(golden_vggt):
+def test_float16_is_refused_on_cpu(golden_vggt, device):
+    if device.type != "cpu":
+        pytest.skip("float16 is a GPU precision")
     with pytest.raises(ValueError, match="use bfloat16 on CPU"):
         run(golden_vggt, torch.rand(2, 3, 28, 28), options="float16")
 
 
-def test_memory_budget_picks_chunks_and_keeps_results(golden_vggt):
+def test_memory_budget_picks_chunks_and_keeps_results(golden_vggt, device):
+    if device.type != "cpu":
+        pytest.skip("the numbers below are the CPU plan's")
     images = torch.rand(1, 6, 3, 56, 42)
     shape, weights = tuple(images.shape), weights_nbytes(golden_vggt)
     dims = golden_vggt.dims()
@@ -288,8 +302,10 @@ def test_progress_reports_every_step(golden_vggt):
 
 
 def test_release_memory_trims_before_the_last_layer_and_each_dense_pass(
-    golden_vggt, golden_reference, monkeypatch
+    golden_vggt, golden_reference, monkeypatch, device
 ):
+    if device.type != "cpu":
+        pytest.skip("heap pages are given back on CPUs only")
     calls: list[str] = []
     monkeypatch.setattr(aggregator_module, "release_free_memory", lambda: calls.append("aggregator"))
     monkeypatch.setattr(dpt_module, "release_free_memory", lambda: calls.append("dpt"))

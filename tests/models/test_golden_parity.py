@@ -6,18 +6,26 @@ import numpy as np
 import pytest
 import torch
 
-from _golden import assert_golden, load_golden
+from _golden import assert_golden, golden_model, load_golden
 
 TRACK_TOL_PX = 0.1
 VIS_CONF_TOL = 0.01
 
 
 @pytest.fixture(scope="module")
-def outputs(golden_vggt):
+def golden_vggt(device):
+    """The golden model on the device under test ($VGGTKIT_TEST_DEVICE)."""
+    return golden_model().to(device)
+
+
+@pytest.fixture(scope="module")
+def outputs(golden_vggt, device):
     g = load_golden()
     with torch.no_grad():
         out = golden_vggt(
-            torch.from_numpy(g["images"]), torch.from_numpy(g["query_points"]), return_all_layers=True
+            torch.from_numpy(g["images"]).to(device),
+            torch.from_numpy(g["query_points"]).to(device),
+            return_all_layers=True,
         )
     return out
 
@@ -43,10 +51,10 @@ def test_every_aggregator_layer(outputs):
         assert_golden(f"aggregated_{i}", tokens, g[f"aggregated_{i}"])
 
 
-def test_patch_tokens(golden_vggt):
+def test_patch_tokens(golden_vggt, device):
     g = load_golden()
     with torch.no_grad():
-        tokens = golden_vggt.aggregator.embed_patches(torch.from_numpy(g["images"]))
+        tokens = golden_vggt.aggregator.embed_patches(torch.from_numpy(g["images"]).to(device))
     assert_golden("patch_tokens", tokens, g["patch_tokens"])
 
 
@@ -55,16 +63,16 @@ def test_tracks(outputs):
     iters = sorted(k for k in g if k.startswith("track_iter"))
     assert len(outputs["track_list"]) == len(iters)
     for key, track in zip(iters, outputs["track_list"], strict=True):
-        assert np.abs(track.numpy() - g[key]).max() <= TRACK_TOL_PX, key
-    assert np.abs(outputs["track"].numpy() - g["track"]).max() <= TRACK_TOL_PX
-    assert np.abs(outputs["vis"].numpy() - g["vis"]).max() <= VIS_CONF_TOL
-    assert np.abs(outputs["conf"].numpy() - g["conf"]).max() <= VIS_CONF_TOL
+        assert np.abs(track.cpu().numpy() - g[key]).max() <= TRACK_TOL_PX, key
+    assert np.abs(outputs["track"].cpu().numpy() - g["track"]).max() <= TRACK_TOL_PX
+    assert np.abs(outputs["vis"].cpu().numpy() - g["vis"]).max() <= VIS_CONF_TOL
+    assert np.abs(outputs["conf"].cpu().numpy() - g["conf"]).max() <= VIS_CONF_TOL
 
 
-def test_single_frame_without_batch_axis(golden_vggt):
+def test_single_frame_without_batch_axis(golden_vggt, device):
     g = load_golden()
     with torch.no_grad():
-        out = golden_vggt(torch.from_numpy(g["images"][0, :1]))  # (S=1, 3, H, W)
+        out = golden_vggt(torch.from_numpy(g["images"][0, :1]).to(device))  # (S=1, 3, H, W)
     assert_golden("single_frame_depth", out["depth"], g["single_frame_depth"])
     assert_golden("single_frame_pose_enc", out["pose_enc"], g["single_frame_pose_enc"])
 
@@ -87,10 +95,10 @@ def test_official_keys_and_shapes(outputs):
     for key, shape in expected.items():
         assert tuple(outputs[key].shape) == shape, key
         assert outputs[key].dtype == torch.float32, key
-    assert torch.equal(outputs["images"], torch.from_numpy(g["images"]))
+    assert torch.equal(outputs["images"].cpu(), torch.from_numpy(g["images"]))
     assert (outputs["depth_conf"] > 1).all() and (outputs["world_points_conf"] > 1).all()  # expp1
 
 
 def test_query_frame_tracks_stay_at_queries(outputs):
     g = load_golden()
-    torch.testing.assert_close(outputs["track"][:, 0], torch.from_numpy(g["query_points"]))
+    torch.testing.assert_close(outputs["track"][:, 0].cpu(), torch.from_numpy(g["query_points"]))

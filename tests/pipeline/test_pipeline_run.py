@@ -17,6 +17,9 @@ from vggtkit import VGGT, Reconstruction, reconstruct, tiny_config
 from vggtkit.pipeline import OFFICIAL_KEYS, FrameSampling, InsufficientMemoryError, ReconstructOptions
 
 RES = 56
+pytestmark = pytest.mark.usefixtures(
+    "one_thread"
+)  # tiny models: one thread is far faster on a busy 2-core machine
 
 
 def _marker_image(path: Path, w: int, h: int, x: int, y: int) -> Path:
@@ -216,3 +219,19 @@ def test_options_object_and_keywords_agree(golden_vggt, marker_dir: Path) -> Non
 def test_options_validate_themselves(fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ReconstructOptions(**fields)
+
+
+def test_a_truncated_predictions_file_is_a_clear_error(tmp_path):
+    import numpy as np
+
+    from vggtkit.reconstruction import Reconstruction
+
+    path = tmp_path / "predictions.npz"
+    arrays = {k: np.zeros(s) for k, s in {"pose_enc": (1, 1, 9), "depth": (1, 4, 4, 1), "depth_conf": (1, 4, 4),
+                                            "images": (1, 3, 4, 4), "extrinsic": (1, 3, 4), "intrinsic": (1, 3, 3)}.items()}  # fmt: skip
+    np.savez_compressed(path, **arrays)
+    data = path.read_bytes()
+    for cut in (len(data) // 2, len(data) - 30):
+        path.write_bytes(data[:cut])
+        with pytest.raises(ValueError, match="damaged"):
+            Reconstruction.load_npz(path)

@@ -58,3 +58,13 @@ def test_parse_dtype_names():
         parse_dtype("int8")
     with pytest.raises(ValueError):
         parse_dtype(torch.float64)
+
+
+def test_shared_measurement_never_resets_the_process_peak(monkeypatch):
+    resets = []
+    monkeypatch.setattr(memory, "_reset_high_water_mark", lambda: resets.append(1) or True)
+    with memory.PeakMemory("cpu", interval=0.001, shared=True) as meter:
+        block = np.ones(64 * 2**20 // 8)
+        time.sleep(0.05)
+        del block
+    assert not resets and meter.peak_bytes - meter.start_bytes >= 48 * 2**20

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["build_demo", "default_checkpoint", "launch_demo"]
+__all__ = ["build_demo", "default_checkpoint", "launch_demo", "shutdown_demo"]
 
 
 def __getattr__(name: str) -> Any:

@@ -6,27 +6,33 @@ side), turns user mistakes into one-line messages, and never lets a traceback re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from vggtkit.app.access import FilePolicy, OwnerKeys
 from vggtkit.app.engine import ModelRunner
 from vggtkit.app.ingest import UploadError, UploadLimits, ingest_uploads
 from vggtkit.app.session import ReconstructionCache, Run, SessionStore
 from vggtkit.app.settings import DemoSettings, ViewSettings
+from vggtkit.io.paths import IMAGE_SUFFIXES, natural_key
 from vggtkit.pipeline import Reconstruction
-from vggtkit.pipeline.inputs import IMAGE_SUFFIXES, natural_key
 
 __all__ = [
     "PROMPT",
+    "STOPPING",
+    "Cancelled",
     "DemoController",
     "Example",
     "RunOutcome",
@@ -39,8 +45,34 @@ logger = logging.getLogger(__name__)
 
 PROMPT = "Upload a video or images, then click 'Reconstruct'."
 NEED_RUN = "Please click the Reconstruct button first."
+STOPPING = "The demo is shutting down; nothing more is saved."
 Progress = Callable[[str, int, int], None]
 State = dict | None
+
+
+class Cancelled(BaseException):
+    """The demo is shutting down: the operation stops where it is and writes nothing more.
+
+    A BaseException so that the handlers that turn errors into messages do not catch it.
+    """
+
+
+def _operation(on_cancel: Callable[[], Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Count a controller method as running (shutdown waits for it) and answer ``on_cancel()`` once the demo
+    stops."""
+
+    def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def run(self: DemoController, *args: Any, **kwargs: Any) -> Any:
+            try:
+                with self._running():
+                    return method(self, *args, **kwargs)
+            except Cancelled:
+                return on_cancel()
+
+        return run
+
+    return wrap
 
 
 @dataclass(frozen=True)
@@ -107,24 +139,38 @@ def _scene_frames(folder: Path) -> list[Path]:
 class DemoController:
     """The demo's behaviour; one instance serves every session.
 
+    Browsers are told apart by owner keys (:mod:`vggtkit.app.access`); methods that may start a session take the
+    caller's ``owner`` (None: one key for every caller of this process that is not a browser, e.g. a script).
+
     Args:
         settings: limits, folders, sky model.
         runner: the shared model.
         example_dirs: folders of example scenes; their images are copied under ``settings.examples_dir``.
+        policy: the web server's file access rules; with it, an upload may only use files this browser uploaded
+            (or the examples), and the files of a refused upload are deleted.
     """
 
     def __init__(
-        self, settings: DemoSettings, runner: ModelRunner, example_dirs: Sequence[str | os.PathLike[str]] = ()
+        self,
+        settings: DemoSettings,
+        runner: ModelRunner,
+        example_dirs: Sequence[str | os.PathLike[str]] = (),
+        policy: FilePolicy | None = None,
     ):
         self.settings = settings
         self.runner = runner
-        settings.workdir_root.mkdir(parents=True, exist_ok=True)
+        self.policy = policy
+        settings.root.mkdir(parents=True, exist_ok=True)
         self.store = SessionStore(settings.sessions_dir)
         self.cache = ReconstructionCache(capacity=max(4, 2 * settings.concurrency))
         self.limits = UploadLimits(settings.max_frames, settings.max_upload_bytes)
         self.examples = self._copy_examples(example_dirs)
+        self.local_owner = OwnerKeys().throwaway()
         self._busy: set[Path] = set()
         self._busy_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._active = 0
+        self._idle = threading.Condition()
 
     # ------------------------------------------------------------------------------------------ examples
     def _copy_examples(self, dirs: Sequence[str | os.PathLike[str]]) -> list[Example]:
@@ -132,64 +178,129 @@ class DemoController:
         names: set[str] = set()
         for folder in dirs:
             folder = Path(folder).expanduser()
-            frames = _scene_frames(folder)
-            if not frames:
-                raise ValueError(
-                    f"example folder '{folder}' holds no images ({', '.join(IMAGE_SUFFIXES[:4])}, ...)"
-                )
-            if len(frames) > self.settings.max_frames:
-                logger.warning(
-                    "example %s has %d frames, over max_frames=%d; keeping the first %d",
-                    folder,
-                    len(frames),
-                    self.settings.max_frames,
-                    self.settings.max_frames,
-                )
-                frames = frames[: self.settings.max_frames]
+            frames = self._example_frames(folder)
             name = folder.name if folder.name != "images" else folder.parent.name
             base, k = name, 1
             while name in names:
                 name, k = f"{base}_{k}", k + 1
             names.add(name)
-            target = self.settings.examples_dir / name
-            target.mkdir(parents=True, exist_ok=True)
-            copies = []
-            for frame in frames:
-                dest = target / frame.name
-                if not dest.is_file() or dest.stat().st_size != frame.stat().st_size:
-                    shutil.copyfile(frame, dest)
-                copies.append(dest)
-            examples.append(Example(name, tuple(copies)))
+            examples.append(
+                Example(name, tuple(self._copy_frames(frames, self.settings.examples_dir / name)))
+            )
         return examples
 
+    def _example_frames(self, folder: Path) -> list[Path]:
+        frames = _scene_frames(folder)
+        if not frames:
+            raise ValueError(
+                f"example folder '{folder}' holds no images ({', '.join(IMAGE_SUFFIXES[:4])}, ...)"
+            )
+        limit = self.settings.max_frames
+        if len(frames) > limit:
+            logger.warning(
+                "example %s has %d frames, over max_frames=%d; keeping the first %d",
+                folder,
+                len(frames),
+                limit,
+                limit,
+            )
+        return frames[:limit]
+
+    @staticmethod
+    def _copy_frames(frames: Sequence[Path], target: Path) -> list[Path]:
+        target.mkdir(parents=True, exist_ok=True)
+        copies = []
+        for frame in frames:
+            dest = target / frame.name
+            if not dest.is_file() or dest.stat().st_size != frame.stat().st_size:
+                shutil.copyfile(frame, dest)
+            copies.append(dest)
+        return copies
+
+    # ------------------------------------------------------------------------------------------ lifetime
+    @contextlib.contextmanager
+    def _running(self) -> Iterator[None]:
+        with self._idle:
+            if self._stopping.is_set():
+                raise Cancelled
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._active -= 1
+                self._idle.notify_all()
+
+    def _check_running(self) -> None:
+        if self._stopping.is_set():
+            raise Cancelled
+
+    def _cancellable(self, progress: Progress | None) -> Progress:
+        """``progress`` that first stops the operation when the demo is shutting down."""
+
+        def report(stage: str, done: int, total: int) -> None:
+            self._check_running()
+            if progress is not None:
+                progress(stage, done, total)
+                self._check_running()  # the stop may have come while the page was being updated
+
+        return report
+
+    def stop(self) -> None:
+        """Refuse new work and stop running operations at their next step (they write nothing more)."""
+        self._stopping.set()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for running operations to end; True when none is left.
+
+        A reconstruction inside the model's forward pass stops only when that pass ends.
+        """
+        with self._idle:
+            return self._idle.wait_for(lambda: self._active == 0, timeout)
+
+    def expire_sessions(self, now: float | None = None) -> list[Path]:
+        """Delete the sessions unused for longer than ``settings.expire_hours`` (never one in use)."""
+        with self._busy_lock:
+            busy = set(self._busy)
+        removed = self.store.expire(self.settings.expire_seconds, keep=busy, now=now)
+        for path in removed:
+            self.cache.drop_under(path)
+        return removed
+
     # ------------------------------------------------------------------------------------------ state
-    def _session(self, state: State) -> Path:
-        if state and state.get("session"):
+    def _session(self, state: State, owner: str | None) -> Path:
+        """The state's session when it belongs to ``owner`` and still exists, else a new one."""
+        owner = owner or self.local_owner
+        if state and state.get("session") and self.store.owner_of(state["session"]) == owner:
             try:
-                return self.store.check(state["session"])
+                session = self.store.check(state["session"])
+                self.store.touch(session)
+                return session
             except ValueError:
                 pass
-        return self.store.create_session()
+        return self.store.create_session(owner)
 
     def _run(self, state: State) -> Run | None:
         if not state or not state.get("run"):
             return None
         try:
-            return Run(self.store.check(state["run"]))
+            run = Run(self.store.check(state["run"]))
         except ValueError:
             return None
-
-    def _replace_run(self, state: State, session: Path) -> Run:
-        old = self._run(state)
-        run = self.store.create_run(session)
-        if old is not None:
-            with self._busy_lock:
-                busy = old.path in self._busy
-            if not busy:
-                self.cache.drop_under(old.path)
-                self.store.remove(old.path)
+        self.store.touch(run.path)
         return run
 
+    def _drop_run(self, run: Run | None) -> None:
+        """Delete a run's folder unless a reconstruction is using it."""
+        if run is None:
+            return
+        with self._busy_lock:
+            busy = run.path in self._busy
+        if not busy:
+            self.cache.drop_under(run.path)
+            self.store.remove(run.path)
+
+    @_operation(lambda: None)
     def release(self, state: State) -> None:
         """Delete a session's folder (gradio calls this when the browser session ends)."""
         if state and state.get("session"):
@@ -200,19 +311,14 @@ class DemoController:
             self.cache.drop_under(path)
             self.store.remove(path)
 
-    def clear(self, state: State) -> dict:
+    @_operation(lambda: {"session": None, "run": None})
+    def clear(self, state: State, owner: str | None = None) -> dict:
         """Forget the current upload and its results; the session folder stays."""
-        run = self._run(state)
-        session = self._session(state)
-        if run is not None:
-            with self._busy_lock:
-                busy = run.path in self._busy
-            if not busy:
-                self.cache.drop_under(run.path)
-                self.store.remove(run.path)
-        return {"session": str(session), "run": None}
+        self._drop_run(self._run(state))
+        return {"session": str(self._session(state, owner)), "run": None}
 
     # ------------------------------------------------------------------------------------------ uploads
+    @_operation(lambda: UploadOutcome({}, [], [], STOPPING, ok=False))
     def upload(
         self,
         state: State,
@@ -220,52 +326,72 @@ class DemoController:
         images: Sequence[str] | None,
         fps: float,
         progress: Progress | None = None,
+        owner: str | None = None,
     ) -> UploadOutcome:
-        """Check and copy uploaded images and sample an uploaded video into a fresh run folder."""
-        session = self._session(state)
+        """Check and copy uploaded images and sample an uploaded video into a fresh run folder (which replaces
+        the previous one once the upload is accepted)."""
+        owner = owner or self.local_owner
+        session = self._session(state, owner)
         if not video and not images:
-            return UploadOutcome(
-                self.clear({"session": str(session), "run": (state or {}).get("run")}),
-                [],
-                [],
-                PROMPT,
-                ok=True,
-            )
-        run = self._replace_run(state, session)
+            self._drop_run(self._run(state))
+            return UploadOutcome({"session": str(session), "run": None}, [], [], PROMPT, ok=True)
+        files = [str(p) for p in (*(images or []), *([video] if video else []))]
+        run = self.store.create_run(session)
         try:
-            frames = ingest_uploads(run.images_dir, images, video, fps, self.limits, progress)
-        except UploadError as exc:
-            self.store.remove(run.path)
-            return UploadOutcome(
-                {"session": str(session), "run": None}, [], [], f"Upload problem: {exc}", ok=False
+            self._check_sources(files, owner)
+            frames = ingest_uploads(
+                run.images_dir, images, video, fps, self.limits, self._cancellable(progress)
             )
+        except UploadError as exc:
+            return self._failed_upload(state, run, files, owner, f"Upload problem: {exc}")
         except Exception as exc:  # never a traceback on the page
             logger.exception("upload failed")
+            message = f"Upload failed with an internal error ({type(exc).__name__}: {exc})."
+            return self._failed_upload(state, run, files, owner, message)
+        except BaseException:
             self.store.remove(run.path)
-            return UploadOutcome(
-                {"session": str(session), "run": None},
-                [],
-                [],
-                f"Upload failed with an internal error ({type(exc).__name__}: {exc}).",
-                ok=False,
-            )
+            raise
+        self._drop_run(self._run(state))
         gallery = [(str(run.images_dir / name), name) for name in frames]
         message = f"Upload complete: {len(frames)} frame(s). Click 'Reconstruct' to begin 3D processing."
         new_state = {"session": str(session), "run": str(run.path), "fps": fps}
         return UploadOutcome(new_state, frames, gallery, message, ok=True)
 
-    def load_example(self, state: State, index: int, fps: float = 1.0) -> UploadOutcome:
+    def _check_sources(self, files: Sequence[str], owner: str) -> None:
+        """Every file must be this browser's upload or an example (with a file policy; else anything goes)."""
+        if self.policy is None:
+            return
+        examples = self.settings.examples_dir.resolve()
+        for name in files:
+            path = Path(name).resolve()
+            if examples not in path.parents and not self.policy.uploaded_by(path, owner):
+                raise UploadError(f"'{path.name}' was not uploaded from this browser; upload the file again")
+
+    def _failed_upload(
+        self, state: State, run: Run, files: Sequence[str], owner: str, message: str
+    ) -> UploadOutcome:
+        """A refused upload resets the page: the new run, the previous one and the uploaded files are deleted."""
+        self.store.remove(run.path)
+        self._drop_run(self._run(state))
+        if self.policy is not None:
+            self.policy.delete_uploads(files, owner)
+        return UploadOutcome({"session": str(run.path.parent), "run": None}, [], [], message, ok=False)
+
+    def load_example(
+        self, state: State, index: int, fps: float = 1.0, owner: str | None = None
+    ) -> UploadOutcome:
         """Load example ``index`` as if its images had been uploaded."""
         if not 0 <= index < len(self.examples):
             return UploadOutcome(state or {}, [], [], f"No example {index}.", ok=False)
         example = self.examples[index]
-        outcome = self.upload(state, None, [str(p) for p in example.frames], fps)
+        outcome = self.upload(state, None, [str(p) for p in example.frames], fps, owner=owner)
         outcome.files = [str(p) for p in example.frames]
         if outcome.ok:
             outcome.message = f"Example '{example.name}' loaded: {len(outcome.frames)} frame(s)."
         return outcome
 
     # ------------------------------------------------------------------------------------------ model
+    @_operation(lambda: RunOutcome(False, STOPPING))
     def reconstruct(
         self,
         state: State,
@@ -276,20 +402,16 @@ class DemoController:
     ) -> RunOutcome:
         """Run the model on the current upload, save ``predictions.npz``, build the first view."""
         run = self._run(state)
-        if run is None or not run.frames():
+        frames = run.frames() if run is not None else []
+        if run is None or not frames:
             return RunOutcome(False, "Nothing to reconstruct: upload a video or images first.")
-        frames = run.frames()
         reference = int(reference or 0)
         if not 0 <= reference < len(frames):
             reference = 0
         with self._busy_lock:
             self._busy.add(run.path)
         try:
-            rec, report = self.runner.run(run.images_dir, reference=reference, mode=mode, progress=progress)
-            rec.save_npz(run.npz_path)
-            self.cache.put(run.npz_path, rec)
-            summary = f"{report.summary()} Reference frame: {reference} ({rec.names[reference]})."
-            run.write_summary(summary)
+            rec, summary = self._predict(run, reference, mode, progress)
         except ValueError as exc:
             return RunOutcome(False, f"Reconstruction failed: {exc}")
         except Exception as exc:
@@ -307,15 +429,26 @@ class DemoController:
         shown = self._safe_view(run, rec, view)
         return RunOutcome(True, f"{summary}\n{shown.message}", shown, run.npz_path, list(rec.names))
 
+    def _predict(
+        self, run: Run, reference: int, mode: str, progress: Progress | None
+    ) -> tuple[Reconstruction, str]:
+        """Run the model, then save the predictions and the run's report (unless the demo stopped meanwhile)."""
+        rec, report = self.runner.run(
+            run.images_dir, reference=reference, mode=mode, progress=self._cancellable(progress)
+        )
+        self._check_running()
+        rec.save_npz(run.npz_path)
+        self.cache.put(run.npz_path, rec)
+        summary = f"{report.summary()} Reference frame: {reference} ({rec.names[reference]})."
+        run.write_summary(summary)
+        return rec, summary
+
     # ------------------------------------------------------------------------------------------ views
     def _keep(self, run: Run, rec: Reconstruction, view: ViewSettings) -> np.ndarray | None:
         if not view.mask_sky:
             return None
         if self.settings.sky_model is None:
-            raise ValueError(
-                "sky filtering is off: start the demo with --sky-model PATH (a sky-segmentation ONNX "
-                "file such as skyseg.onnx)"
-            )
+            raise ValueError("sky filtering is off: this demo was started without a sky-segmentation model")
         return run.sky_keep(rec, self.settings.sky_model)
 
     def _view(self, run: Run, rec: Reconstruction, view: ViewSettings) -> ViewOutcome:
@@ -330,21 +463,11 @@ class DemoController:
         glb, built = run.build_glb(rec, view, keep)
         ply = run.build_ply(rec, view, keep)
         points = glb.meta.get("points")
-        what = "all frames" if view.frame is None else f"frame {view.frame} ({rec.names[view.frame]})"
-        branch = "depth map + camera branch" if view.branch == "depth" else "point map branch"
-        filters = [
-            n
-            for n, on in (("sky", view.mask_sky), ("black", view.mask_black), ("white", view.mask_white))
-            if on
-        ]
         took = f"built in {time.perf_counter() - start:.2f} s" if built else "from the cache"
-        message = (
-            f"Showing {points} points of {what} ({branch}, confidence above the {view.conf_threshold:g}th "
-            f"percentile{', filters: ' + ', '.join(filters) if filters else ''}"
-            f"{', cameras' if view.show_cameras else ''}); view {took}."
-        )
+        message = f"Showing {points} points of {_describe(view, rec)}; view {took}."
         return ViewOutcome(glb.path, ply.path, message, points, cached=not built)
 
+    @_operation(lambda: ViewOutcome(None, None, STOPPING))
     def view(self, state: State, view: ViewSettings) -> ViewOutcome:
         """The GLB and PLY for new view settings, from the saved predictions (the model does not run)."""
         run = self._run(state)
@@ -379,6 +502,7 @@ class DemoController:
         target = run.colmap_file(view)
         return target.path if target.exists else None
 
+    @_operation(lambda: None)
     def colmap_zip(self, state: State, view: ViewSettings) -> Path | None:
         """``colmap.zip`` (images + sparse/0) for the view's confidence and masks; None before a run or on error."""
         run = self._run(state)
@@ -391,6 +515,7 @@ class DemoController:
             logger.exception("COLMAP export failed")
             return None
 
+    @_operation(list)
     def previews(self, state: State) -> list[tuple[str, str]]:
         """Depth and confidence previews of the current run, ``[(png, caption), ...]`` (written on first use;
         empty before a reconstruction or on error)."""
@@ -406,3 +531,15 @@ class DemoController:
     def npz(self, state: State) -> Path | None:
         run = self._run(state)
         return run.npz_path if run is not None and run.has_predictions() else None
+
+
+def _describe(view: ViewSettings, rec: Reconstruction) -> str:
+    """'all frames (depth map + camera branch, confidence above the 50th percentile, filters: black, cameras)'."""
+    what = "all frames" if view.frame is None else f"frame {view.frame} ({rec.names[view.frame]})"
+    branch = "depth map + camera branch" if view.branch == "depth" else "point map branch"
+    masks = (("sky", view.mask_sky), ("black", view.mask_black), ("white", view.mask_white))
+    filters = [name for name, on in masks if on]
+    return (
+        f"{what} ({branch}, confidence above the {view.conf_threshold:g}th percentile"
+        f"{', filters: ' + ', '.join(filters) if filters else ''}{', cameras' if view.show_cameras else ''})"
+    )

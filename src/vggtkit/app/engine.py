@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import resource
 import threading
 import time
 from collections.abc import Callable
@@ -14,58 +13,14 @@ from typing import Any
 
 import torch
 
-from vggtkit.pipeline import FrameSampling, Reconstruction, reconstruct, resolve_device
+from vggtkit.pipeline import Reconstruction, ReconstructOptions, reconstruct
+from vggtkit.utils.devices import resolve_device
+from vggtkit.utils.dtypes import dtype_name, parse_dtype
+from vggtkit.utils.memory import PeakMemory
 
-__all__ = ["ModelRunner", "PeakMemory", "RunReport"]
+__all__ = ["ModelRunner", "RunReport"]
 
 logger = logging.getLogger(__name__)
-
-
-class PeakMemory:
-    """Peak memory during a block: allocated GPU memory on CUDA, else the process's resident set size,
-    sampled every ``interval`` seconds (other work in the process, e.g. a concurrent run, counts too)."""
-
-    def __init__(self, device: torch.device, interval: float = 0.02) -> None:
-        self.device = device
-        self.interval = interval
-        self.peak_bytes = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def kind(self) -> str:
-        return "GPU memory allocated" if self.device.type == "cuda" else "process RSS"
-
-    @staticmethod
-    def _rss() -> int:
-        try:
-            with open("/proc/self/statm") as fh:
-                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except (OSError, ValueError, IndexError):  # not Linux: the lifetime peak is the best we have
-            scale = 1 if os.uname().sysname == "Darwin" else 1024
-            return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.peak_bytes = max(self.peak_bytes, self._rss())
-
-    def __enter__(self) -> PeakMemory:
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        else:
-            self.peak_bytes = self._rss()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.device.type == "cuda":
-            self.peak_bytes = int(torch.cuda.max_memory_allocated(self.device))
-        else:
-            self._stop.set()
-            if self._thread is not None:
-                self._thread.join()
-            self.peak_bytes = max(self.peak_bytes, self._rss())
 
 
 @dataclass(frozen=True)
@@ -90,32 +45,57 @@ class RunReport:
         )
 
 
+def _load(model: Any, device: torch.device) -> tuple[torch.nn.Module, str]:
+    from vggtkit.models.vggt.model import VGGT
+
+    if isinstance(model, VGGT):
+        return model.to(device).eval(), type(model).__name__ + " instance"
+    if isinstance(model, (str, os.PathLike)):
+        return VGGT.from_pretrained(model, map_location=device).eval(), str(model)
+    raise ValueError(
+        f"model must be a vggtkit.VGGT or a checkpoint source (name, folder, file or hub id), "
+        f"got {type(model).__name__}"
+    )
+
+
+def _check_resolution(resolution: object, patch: int) -> int:
+    if (
+        isinstance(resolution, bool)
+        or not isinstance(resolution, int)
+        or resolution < patch
+        or resolution % patch
+    ):
+        raise ValueError(f"resolution must be a positive multiple of {patch} (e.g. 518), got {resolution!r}")
+    return resolution
+
+
 class ModelRunner:
     """Holds the model and runs :func:`vggtkit.reconstruct` on a folder of frames.
 
     ``model_runs`` counts the model's forward passes (a forward hook), so tests can prove that changing the
     view never runs the model.
+
+    Args:
+        model: a ``vggtkit.VGGT`` or anything ``VGGT.from_pretrained`` takes.
+        device: "auto", "cpu", "cuda", "cuda:N" or "mps".
+        dtype: "float32", "bfloat16" or "float16".
+        resolution: model input width in pixels, a multiple of 14 (None: the checkpoint's own ``img_size``, e.g.
+            112 for ``tiny-synthetic`` and 518 for VGGT-1B).
+
+    Raises:
+        ValueError: a model that cannot be loaded, or a bad dtype or resolution.
     """
 
     def __init__(
-        self, model: Any, *, device: str = "auto", dtype: str = "float32", resolution: int = 518
+        self, model: Any, *, device: str = "auto", dtype: str = "float32", resolution: int | None = None
     ) -> None:
-        from vggtkit.models.vggt.model import VGGT
-
+        self.dtype = dtype_name(parse_dtype(dtype))
         self.device = resolve_device(device)
-        self.dtype = dtype
-        self.resolution = resolution
-        if isinstance(model, VGGT):
-            self.model = model.to(self.device).eval()
-            self.source = type(model).__name__ + " instance"
-        elif isinstance(model, (str, os.PathLike)):
-            self.model = VGGT.from_pretrained(model, map_location=self.device).eval()
-            self.source = str(model)
-        else:
-            raise ValueError(
-                f"model must be a vggtkit.VGGT or a checkpoint source (name, folder, file or hub id), "
-                f"got {type(model).__name__}"
-            )
+        self.model, self.source = _load(model, self.device)
+        config = self.model.config
+        self.resolution = _check_resolution(
+            config.img_size if resolution is None else resolution, config.patch_size
+        )
         self._runs = 0
         self._lock = threading.Lock()
         self.model.register_forward_pre_hook(self._count)
@@ -143,18 +123,15 @@ class ModelRunner:
             ValueError: for inputs the pipeline rejects (message from the pipeline), or out of memory.
         """
         start = time.perf_counter()
-        with PeakMemory(self.device) as memory:
-            rec = reconstruct(
-                Path(images_dir),
-                self.model,
+        with PeakMemory(self.device, shared=True) as memory:  # concurrent reconstructions share the process
+            options = ReconstructOptions(
                 device=self.device,
                 dtype=self.dtype,
                 mode=mode,
                 resolution=self.resolution,
                 reference=reference,
-                sampling=FrameSampling(),
-                progress=progress,
             )
+            rec = reconstruct(Path(images_dir), self.model, options, progress=progress)
         report = RunReport(
             seconds=time.perf_counter() - start,
             stage_seconds=dict(rec.timings),

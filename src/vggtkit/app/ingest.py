@@ -1,8 +1,8 @@
 """Uploads -> a folder of frames: images are checked and copied, videos are sampled into PNG frames.
 
-Every problem a user can cause (a file that is not an image, a corrupt image, a video without a decodable
-frame, too many frames, too many megabytes) raises :class:`UploadError` with one sentence naming the file and
-the fix; nothing is left behind in that case (frames are written to a temporary folder, renamed at the end).
+Every problem a user can cause (an empty file, a file that is not an image, a corrupt image, a video without a
+decodable frame, too many frames, too many megabytes) raises :class:`UploadError` with one sentence naming the file
+and the fix; nothing is left behind in that case (frames are written to a temporary folder, renamed at the end).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,16 +18,21 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 
 from vggtkit.io.images import PATCH_SIZE
-from vggtkit.io.video import VIDEO_SUFFIXES, is_video_path, probe_video, sample_video_frames
-from vggtkit.pipeline.inputs import natural_key
+from vggtkit.io.paths import (
+    BROWSER_IMAGE_SUFFIXES,
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    is_video_path,
+    natural_key,
+)
+from vggtkit.io.video import probe_video, sample_video_frames
+from vggtkit.utils.atomic import atomic_dir
 
 __all__ = ["UploadError", "UploadLimits", "ingest_uploads", "list_frames"]
 
 logger = logging.getLogger(__name__)
 
-# Formats browsers display (the preview gallery shows the copies); other images are converted to PNG.
-_WEB_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp")
-_FRAME_SUFFIXES = (*_WEB_SUFFIXES, ".tif", ".tiff", ".ppm", ".pgm", ".pnm")
+Progress = Callable[[str, int, int], None]
 
 
 class UploadError(ValueError):
@@ -99,10 +103,9 @@ def _too_many(
         if room >= 1:
             tips.append(f"lower the video frame rate to {max(room - 1, 1) / video_seconds:.2g} fps or less")
     tips.append("upload fewer images" if n_images else "upload a shorter video")
-    tips.append("or restart the demo with a larger --max-frames")
     return UploadError(
         f"{count} frames ({detail}) exceed this demo's limit of {limits.max_frames} frames; "
-        + ", ".join(tips)
+        + " or ".join(tips)
     )
 
 
@@ -128,9 +131,9 @@ def ingest_uploads(
     video_file: str | os.PathLike[str] | None,
     fps: float,
     limits: UploadLimits,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> list[str]:
-    """Check the uploads and write the frames into ``images_dir`` (created; must not exist yet).
+    """Check the uploads and write the frames into ``images_dir`` (created, or replaced when it exists).
 
     Args:
         images_dir: destination folder of the frames.
@@ -138,30 +141,69 @@ def ingest_uploads(
         video_file: an uploaded video, sampled at ``fps`` frames per second of video time (frame 0 first).
         fps: video sampling rate (> 0).
         limits: most frames and bytes.
-        progress: called as ``progress(stage, done, total)`` while checking images and decoding videos.
+        progress: called as ``progress(stage, done, total)`` while checking images, before writing the frames and
+            while decoding videos; an exception it raises stops the upload (nothing is written).
 
     Returns:
         The frame file names in natural order (empty when nothing was uploaded).
 
     Raises:
-        UploadError: naming the file and the problem: not an image, corrupt, too small, a video without a
+        UploadError: naming the file and the problem: empty, not an image, corrupt, too small, a video without a
             decodable frame, too many frames or bytes, or a bad frame rate.
     """
+    images, videos = _split_uploads(image_files, video_file)
+    if not images and not videos:
+        return []
+    _check_frame_rate(fps)
+    _check_sizes([*images, *videos], limits)
+    _check_images(images, limits, fps, progress)
+    budget = _check_videos(videos, len(images), fps, limits)
+    if progress is not None:
+        progress("write frames", 0, len(images) + len(videos))
+    with atomic_dir(images_dir) as tmp:
+        taken: set[str] = set()
+        names = _copy_images(images, tmp, taken)
+        names += _sample_videos(videos, tmp, taken, budget, progress)
+    logger.info("ingested %d frame(s) into %s", len(names), images_dir)
+    return sorted(names, key=natural_key)
+
+
+def _split_uploads(
+    image_files: Sequence[str | os.PathLike[str]] | None, video_file: str | os.PathLike[str] | None
+) -> tuple[list[Path], list[Path]]:
+    """(images, videos): videos dropped into the image box are sampled like the video box's."""
     files = [Path(p) for p in (image_files or []) if p]
     videos = [p for p in files if is_video_path(p)]
     images = [p for p in files if not is_video_path(p)]
     if video_file:
         videos.insert(0, Path(video_file))
-    if not images and not videos:
-        return []
-    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+    return images, videos
+
+
+def _check_frame_rate(fps: float) -> None:
+    if isinstance(fps, bool) or not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
         raise UploadError(f"the video frame rate must be a number above 0 frames per second, got {fps!r}")
-    total = sum(p.stat().st_size for p in (*images, *videos) if p.is_file())
+
+
+def _check_sizes(files: Sequence[Path], limits: UploadLimits) -> None:
+    """Empty files and uploads over the byte limit are refused before anything is decoded."""
+    for path in files:
+        if path.is_file() and path.stat().st_size == 0:
+            raise UploadError(
+                f"'{_display_name(path)}' is empty (0 bytes); the file may not have been saved completely: "
+                "upload it again or choose another file"
+            )
+    total = sum(p.stat().st_size for p in files if p.is_file())
     if total > limits.max_bytes:
         raise UploadError(
             f"the upload has {total / 2**20:.1f} MB, over this demo's limit of {limits.max_bytes / 2**20:.0f} MB; "
-            "upload fewer or smaller files (or restart the demo with a larger --max-upload-mb)"
+            "upload fewer or smaller files"
         )
+
+
+def _check_images(
+    images: Sequence[Path], limits: UploadLimits, fps: float, progress: Progress | None
+) -> None:
     if len(images) > limits.max_frames:
         raise _too_many(len(images), len(images), 0, fps, limits, None)
     for i, path in enumerate(images):
@@ -169,70 +211,81 @@ def ingest_uploads(
         if progress is not None:
             progress("check images", i + 1, len(images))
 
-    expected, seconds = len(images), 0.0
+
+@dataclass(frozen=True)
+class _FrameBudget:
+    """How many video frames still fit, with what the messages need to suggest a lower frame rate."""
+
+    n_images: int
+    fps: float
+    limits: UploadLimits
+    video_seconds: float | None
+
+    def check(self, video_frames: int) -> None:
+        count = self.n_images + video_frames
+        if count > self.limits.max_frames:
+            raise _too_many(count, self.n_images, video_frames, self.fps, self.limits, self.video_seconds)
+
+
+def _check_videos(videos: Sequence[Path], n_images: int, fps: float, limits: UploadLimits) -> _FrameBudget:
+    """Probe every video (without decoding it) and refuse the upload when sampling would exceed the frame limit."""
+    expected, seconds = 0, 0.0
     for video in videos:
         try:
             estimate, duration = _video_extent(video, fps)
         except ValueError:
             raise UploadError(
                 f"the video '{_display_name(video)}' cannot be read (it has no frames, an unsupported codec, or is "
-                "not a video); "
-                "re-encode it as MP4 (H.264) or upload its frames as images"
+                "not a video); re-encode it as MP4 (H.264) or upload its frames as images"
             ) from None
         expected += estimate or 0
         seconds += duration or 0.0
-    n_video_expected = expected - len(images)
-    if expected > limits.max_frames:
-        raise _too_many(expected, len(images), n_video_expected, fps, limits, seconds or None)
+    budget = _FrameBudget(n_images, fps, limits, seconds or None)
+    budget.check(expected)
+    return budget
 
-    images_dir = Path(images_dir)
-    if images_dir.exists():
-        raise FileExistsError(f"{images_dir} exists already")
-    images_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".images.", suffix=".tmp", dir=images_dir.parent))
-    try:
-        taken: set[str] = set()
-        names: list[str] = []
-        for path in images:
-            name = _safe_name(path.name)
-            if Path(name).suffix.lower() not in _FRAME_SUFFIXES:
-                name = _unique(f"{Path(name).stem}.png", taken)
-                with Image.open(path) as img:
-                    img.convert("RGB").save(tmp / name, format="PNG")
-            else:
-                name = _unique(name, taken)
-                shutil.copyfile(path, tmp / name)
+
+def _copy_images(images: Sequence[Path], folder: Path, taken: set[str]) -> list[str]:
+    """Copy the images browsers display as they are; convert the others (TIFF, PPM, ...) to PNG."""
+    names = []
+    for path in images:
+        name = _safe_name(path.name)
+        if Path(name).suffix.lower() in BROWSER_IMAGE_SUFFIXES:
+            name = _unique(name, taken)
+            shutil.copyfile(path, folder / name)
+        else:
+            name = _unique(f"{Path(name).stem}.png", taken)
+            with Image.open(path) as img:
+                img.convert("RGB").save(folder / name, format="PNG")
+        names.append(name)
+    return names
+
+
+def _sample_videos(
+    videos: Sequence[Path], folder: Path, taken: set[str], budget: _FrameBudget, progress: Progress | None
+) -> list[str]:
+    """Decode each video at the budget's frame rate into PNG frames named ``<video stem>_<frame index>.png``."""
+    names: list[str] = []
+    for video in videos:
+
+        def report(done: int, total: int, _name: str = video.name) -> None:
+            if progress is not None:
+                progress(f"decode {_name}", done, total)
+
+        try:
+            frames = sample_video_frames(video, fps=budget.fps, progress=report)
+        except ValueError:
+            raise UploadError(
+                f"the video '{_display_name(video)}' has no decodable frame (empty, corrupt, or a codec this "
+                "demo cannot read); re-encode it as MP4 (H.264) or upload its frames as images"
+            ) from None
+        budget.check(len(names) + len(frames))  # the container's frame count can be wrong
+        stem = _safe_name(Path(video.name).stem)
+        for frame in frames:
+            name = _unique(f"{stem}_{frame.index:06d}.png", taken)
+            Image.fromarray(frame.rgb).save(folder / name, format="PNG")
             names.append(name)
-        video_count = 0
-        for video in videos:
-
-            def report(done: int, total: int, _name: str = video.name) -> None:
-                if progress is not None:
-                    progress(f"decode {_name}", done, total)
-
-            try:
-                frames = sample_video_frames(video, fps=fps, progress=report)
-            except ValueError:
-                raise UploadError(
-                    f"the video '{_display_name(video)}' has no decodable frame (empty, corrupt, or a codec this "
-                    "demo cannot read); re-encode it as MP4 (H.264) or upload its frames as images"
-                ) from None
-            video_count += len(frames)
-            if len(images) + video_count > limits.max_frames:
-                raise _too_many(
-                    len(images) + video_count, len(images), video_count, fps, limits, seconds or None
-                )
-            stem = _safe_name(Path(video.name).stem)
-            for frame in frames:
-                name = _unique(f"{stem}_{frame.index:06d}.png", taken)
-                Image.fromarray(frame.rgb).save(tmp / name, format="PNG")
-                names.append(name)
-        os.replace(tmp, images_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    logger.info("ingested %d frame(s) into %s", len(names), images_dir)
-    return sorted(names, key=natural_key)
+    return names
 
 
 def list_frames(images_dir: str | os.PathLike[str]) -> list[str]:
@@ -240,5 +293,5 @@ def list_frames(images_dir: str | os.PathLike[str]) -> list[str]:
     folder = Path(images_dir)
     if not folder.is_dir():
         return []
-    names = [p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in _FRAME_SUFFIXES]
+    names = [p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     return sorted(names, key=natural_key)

@@ -2,7 +2,9 @@
 
 Layout under ``<workdir_root>/sessions``::
 
-    <session token>/                  one per browser session (random 128-bit name)
+    <owner key>/                      one per browser (vggtkit.app.access: served only to that browser)
+      <session token>/                one per page (random 128-bit name); deleted when the page closes or
+                                      after the expiry time without use
         run_<timestamp>_<token>/      one per upload
             images/                   the frames (copied images, sampled video frames)
             predictions.npz           the model's output (Reconstruction.save_npz)
@@ -19,6 +21,7 @@ Nothing here imports gradio.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -28,10 +31,12 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
 
+from vggtkit.app.access import is_owner_key
 from vggtkit.app.ingest import list_frames
 from vggtkit.app.settings import ViewSettings
 from vggtkit.pipeline import Reconstruction
@@ -43,21 +48,29 @@ logger = logging.getLogger(__name__)
 
 
 class SessionStore:
-    """Creates, checks and removes session and run folders below one root."""
+    """Creates, checks, expires and removes the session and run folders below one root.
+
+    Args:
+        sessions_dir: the root; ``<root>/<owner key>/<session token>/run_<time>_<token>/``.
+    """
 
     def __init__(self, sessions_dir: str | os.PathLike[str]) -> None:
         self.root = Path(sessions_dir).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def create_session(self) -> Path:
-        path = self.root / secrets.token_hex(16)
-        path.mkdir()
+    def create_session(self, owner: str) -> Path:
+        """A new session folder of the browser with owner key ``owner``."""
+        if not is_owner_key(owner):
+            raise ValueError(f"not an owner key: {owner!r}")
+        path = self.root / owner / secrets.token_hex(16)
+        path.mkdir(parents=True)
         return path
 
     def create_run(self, session: Path) -> Run:
         stamp = time.strftime("%Y%m%d_%H%M%S")
         path = self.check(session) / f"run_{stamp}_{secrets.token_hex(4)}"
         path.mkdir()
+        self.touch(path)
         return Run(path)
 
     def check(self, path: str | os.PathLike[str]) -> Path:
@@ -75,6 +88,23 @@ class SessionStore:
             )
         return resolved
 
+    def owner_of(self, path: str | os.PathLike[str]) -> str | None:
+        """The owner key of a session or run folder (None outside the root)."""
+        try:
+            return Path(path).resolve().relative_to(self.root).parts[0]
+        except (ValueError, IndexError):
+            return None
+
+    def touch(self, path: str | os.PathLike[str]) -> None:
+        """Mark the session holding ``path`` as used now (its expiry counts from here)."""
+        try:
+            parts = Path(path).resolve().relative_to(self.root).parts
+        except ValueError:
+            return
+        if len(parts) >= 2:
+            with contextlib.suppress(OSError):
+                os.utime(self.root / parts[0] / parts[1])
+
     def remove(self, path: str | os.PathLike[str] | None) -> None:
         """Delete a session or run folder (ignored when it is gone or not one of ours)."""
         if not path:
@@ -83,6 +113,33 @@ class SessionStore:
             shutil.rmtree(self.check(path))
         except (ValueError, OSError) as exc:
             logger.debug("not removing %s: %s", path, exc)
+
+    def expire(self, max_age_s: float, keep: Collection[Path] = (), now: float | None = None) -> list[Path]:
+        """Delete the sessions unused for more than ``max_age_s`` seconds (and owner folders left empty).
+
+        Args:
+            max_age_s: seconds since a session's last use (:meth:`touch`).
+            keep: folders in use (a running reconstruction); the sessions holding them stay.
+            now: the current time (``time.time()``).
+
+        Returns:
+            The session folders deleted.
+        """
+        now = time.time() if now is None else now
+        busy = {Path(p).resolve() for p in keep}
+        removed = []
+        for owner in [p for p in self.root.iterdir() if p.is_dir()]:
+            for session in [p for p in owner.iterdir() if p.is_dir()]:
+                in_use = any(b == session or session in b.parents for b in busy)
+                if in_use or now - session.stat().st_mtime <= max_age_s:
+                    continue
+                shutil.rmtree(session, ignore_errors=True)
+                removed.append(session)
+            with contextlib.suppress(OSError):
+                owner.rmdir()  # only when empty
+        if removed:
+            logger.info("deleted %d session(s) unused for %.0f s or more", len(removed), max_age_s)
+        return removed
 
 
 class ViewFile:
@@ -178,14 +235,10 @@ class Run:
         if target.exists:
             return target
         target.path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=".colmap.", dir=target.path.parent))
-        try:
-            result = export_colmap(rec, scratch / "scene", view.export_options(), keep)
-            with atomic_path(target.path) as tmp:
-                archive = shutil.make_archive(str(scratch / "archive"), "zip", root_dir=scratch / "scene")
-                os.replace(archive, tmp)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+        with tempfile.TemporaryDirectory(prefix=".colmap.", dir=target.path.parent) as scratch:
+            result = export_colmap(rec, Path(scratch) / "scene", view.export_options(), keep)
+            with atomic_path(target.path) as tmp:  # tmp ends in ".zip", which make_archive appends
+                shutil.make_archive(str(tmp.with_suffix("")), "zip", root_dir=Path(scratch) / "scene")
         target.write_meta({"points": result.points})
         return target
 

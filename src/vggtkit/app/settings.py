@@ -1,12 +1,13 @@
 """Settings of the web demo: how the app runs (:class:`DemoSettings`) and what the 3-D view shows
-(:class:`ViewSettings`). Both are frozen and validate themselves; neither imports gradio."""
+(:class:`ViewSettings`, the exporters' :class:`~vggtkit.export.options.ExportOptions` plus the sky filter). Both
+are frozen and validate themselves; neither imports gradio."""
 
 from __future__ import annotations
 
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
@@ -28,37 +29,53 @@ BRANCH_CHOICES: dict[str, Literal["depth", "pointmap"]] = {
 ALL_FRAMES = "All"
 
 
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _positive_number(name: str, value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not (math.isfinite(value) and value > 0)
+    ):
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+
+
 @dataclass(frozen=True)
 class DemoSettings:
-    """How the demo runs. Every limit applies per request.
+    """How the demo serves its users (the model's own settings live in :class:`~vggtkit.app.engine.ModelRunner`).
+    Every limit applies per request.
 
     Attributes:
-        workdir_root: folder that holds every file the app writes or serves (per-session folders under
-            ``sessions/``, bundled example copies under ``examples/``).
-        device: torch device for the model ("auto", "cpu", "cuda", "cuda:N", "mps").
-        dtype: "float32", "bfloat16" or "float16" (autocast).
-        resolution: model input width in pixels, a multiple of 14 (518 as trained).
+        workdir_root: folder that holds every file the app writes or serves (per-browser folders under
+            ``sessions/``, bundled example copies under ``examples/``); None: ``build_demo`` creates a
+            temporary one.
         max_frames: most frames one reconstruction may use (images plus sampled video frames).
         max_upload_mb: most megabytes one upload (all files together) may have; also gradio's per-file limit.
         concurrency: reconstructions that may run at the same time; more requests wait in the queue.
         queue_size: most requests waiting in the queue (more are refused with a message).
         default_fps: initial video sampling rate (frames per second of video), as the official demo (1).
         sky_model: sky-segmentation ONNX file enabling "Filter Sky" (None: the checkbox explains why it is off).
+        share_results: serve result files to anyone who has their address; by default a file is served only to
+            the browser that produced it.
+        expire_hours: a browser session's uploads and results are deleted this long after its last action.
     """
 
-    workdir_root: Path
-    device: str = "auto"
-    dtype: str = "float32"
-    resolution: int = 518
+    workdir_root: Path | None = None
     max_frames: int = 64
     max_upload_mb: float = 200.0
     concurrency: int = 1
     queue_size: int = 20
     default_fps: float = 1.0
     sky_model: Path | None = None
+    share_results: bool = False
+    expire_hours: float = 24.0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "workdir_root", Path(self.workdir_root).expanduser().resolve())
+        if self.workdir_root is not None:
+            object.__setattr__(self, "workdir_root", Path(self.workdir_root).expanduser().resolve())
         if self.sky_model is not None:
             object.__setattr__(self, "sky_model", Path(self.sky_model).expanduser().resolve())
             if not self.sky_model.is_file():
@@ -66,73 +83,59 @@ class DemoSettings:
                     f"sky model not found: '{self.sky_model}'; pass the path of a sky-segmentation "
                     "ONNX file (e.g. skyseg.onnx) or leave it out"
                 )
-        if self.dtype not in ("float32", "bfloat16", "float16"):
-            raise ValueError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
-        if (
-            isinstance(self.resolution, bool)
-            or not isinstance(self.resolution, int)
-            or self.resolution < 14
-            or self.resolution % 14
-        ):
-            raise ValueError(
-                f"resolution must be a positive multiple of 14 (e.g. 518), got {self.resolution!r}"
-            )
         for name in ("max_frames", "concurrency", "queue_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not (math.isfinite(self.max_upload_mb) and self.max_upload_mb > 0):
-            raise ValueError(f"max_upload_mb must be > 0, got {self.max_upload_mb!r}")
-        if not (math.isfinite(self.default_fps) and self.default_fps > 0):
-            raise ValueError(f"default_fps must be > 0, got {self.default_fps!r}")
+            _positive_int(name, getattr(self, name))
+        for name in ("max_upload_mb", "default_fps", "expire_hours"):
+            _positive_number(name, getattr(self, name))
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
 
     @property
+    def expire_seconds(self) -> float:
+        return self.expire_hours * 3600.0
+
+    @property
+    def root(self) -> Path:
+        """``workdir_root``, which must be set by now."""
+        if self.workdir_root is None:
+            raise ValueError("the demo's settings have no work folder (workdir_root)")
+        return self.workdir_root
+
+    @property
     def sessions_dir(self) -> Path:
-        return self.workdir_root / "sessions"
+        return self.root / "sessions"
 
     @property
     def examples_dir(self) -> Path:
-        return self.workdir_root / "examples"
+        return self.root / "examples"
 
 
 @dataclass(frozen=True)
-class ViewSettings:
-    """What the 3-D view shows; changing these never runs the model again.
+class ViewSettings(ExportOptions):
+    """What the 3-D view shows: the exporters' options plus the sky filter, whose masks the app computes once per
+    run. Changing these never runs the model again.
 
     Attributes:
-        conf_threshold: percentile (0-100) of confidence to drop, as the official slider.
-        frame: show only this frame's points and camera (None: all frames).
-        branch: "depth" (depth map + camera) or "pointmap" (point head).
-        show_cameras: draw camera frusta.
-        mask_sky / mask_black / mask_white: drop sky, black-background or white-background pixels.
+        mask_sky: drop sky pixels (needs the demo's sky-segmentation model).
+        (the rest: :class:`~vggtkit.export.options.ExportOptions`; ``conf_threshold`` is rounded to 3 decimals so
+        that slider values map to stable cache keys.)
     """
 
-    conf_threshold: float = 50.0
-    frame: int | None = None
-    branch: Literal["depth", "pointmap"] = "depth"
-    show_cameras: bool = True
     mask_sky: bool = False
-    mask_black: bool = False
-    mask_white: bool = False
 
     def __post_init__(self) -> None:
         try:
-            conf = float(self.conf_threshold)
+            conf = round(float(self.conf_threshold), 3)
         except (TypeError, ValueError):
             raise ValueError(
                 f"confidence threshold must be a number in [0, 100], got {self.conf_threshold!r}"
             ) from None
-        if not 0 <= conf <= 100:
-            raise ValueError(f"confidence threshold must be in [0, 100], got {conf:g}")
-        object.__setattr__(self, "conf_threshold", round(conf, 3))
-        if self.frame is not None and (isinstance(self.frame, bool) or int(self.frame) < 0):
-            raise ValueError(f"frame must be >= 0, got {self.frame!r}")
-        if self.branch not in ("depth", "pointmap"):
-            raise ValueError(f"branch must be 'depth' or 'pointmap', got {self.branch!r}")
+        object.__setattr__(self, "conf_threshold", conf)
+        if isinstance(self.frame, bool):
+            raise ValueError(f"frame must be a frame index >= 0, got {self.frame!r}")
+        super().__post_init__()
 
     @classmethod
     def from_controls(
@@ -157,39 +160,29 @@ class ViewSettings:
             mask_white=bool(white),
         )
 
+    def _masks_key(self) -> str:
+        return f"_sky{int(self.mask_sky)}_black{int(self.mask_black)}_white{int(self.mask_white)}"
+
     def glb_key(self) -> str:
         """File-name-safe key of everything the GLB depends on (one cached GLB per key)."""
         frame = "all" if self.frame is None else str(self.frame)
         return (
             f"conf{self.conf_threshold:g}_frame{frame}_{self.branch}_cam{int(self.show_cameras)}"
-            f"_sky{int(self.mask_sky)}_black{int(self.mask_black)}_white{int(self.mask_white)}"
+            + self._masks_key()
         )
 
     def ply_key(self) -> str:
         """Key of the PLY (cameras are not part of it)."""
         frame = "all" if self.frame is None else str(self.frame)
-        return (
-            f"conf{self.conf_threshold:g}_frame{frame}_{self.branch}"
-            f"_sky{int(self.mask_sky)}_black{int(self.mask_black)}_white{int(self.mask_white)}"
-        )
+        return f"conf{self.conf_threshold:g}_frame{frame}_{self.branch}" + self._masks_key()
 
     def colmap_key(self) -> str:
         """Key of the COLMAP model (all frames, tracks from the depth branch)."""
-        return (
-            f"conf{self.conf_threshold:g}_sky{int(self.mask_sky)}_black{int(self.mask_black)}"
-            f"_white{int(self.mask_white)}"
-        )
+        return f"conf{self.conf_threshold:g}" + self._masks_key()
 
     def export_options(self) -> ExportOptions:
-        """Exporter options (sky masks are passed separately, computed once per run)."""
-        return ExportOptions(
-            conf_threshold=self.conf_threshold,
-            branch=self.branch,
-            frame=self.frame,
-            mask_black=self.mask_black,
-            mask_white=self.mask_white,
-            show_cameras=self.show_cameras,
-        )
+        """The exporters' options alone (the sky masks are passed to the exporters separately)."""
+        return ExportOptions(**{f.name: getattr(self, f.name) for f in fields(ExportOptions)})
 
 
 def frame_choices(names: Sequence[str]) -> list[str]:

@@ -1,4 +1,4 @@
-"""The forward-pass benchmark behind ``vggtkit bench``: random-weight models, per-stage time, peak memory, FLOP/s
+"""The forward-pass benchmark behind ``vggtkit bench``: random-weight models of both families, per-stage time, peak memory, FLOP/s
 and the difference to the reference plan, as tables and CSV/JSON files.
 
 Every (configuration, device, frames, size) case runs in a fresh process (peak RSS per case), builds a
@@ -8,13 +8,23 @@ processes sharing the CPU; the fastest whole run is ``wall_s``. The reference pl
 """
 
 from vggtkit.bench.cases import CONFIGS, Case, PathSpec, run_case, run_cases
-from vggtkit.bench.model import forward_flops, parse_size, random_model
+from vggtkit.bench.model import (
+    BENCH_CONFIGS,
+    bench_config,
+    check_image_size,
+    forward_flops,
+    parse_size,
+    random_model,
+)
 from vggtkit.bench.report import machine_info, markdown_table, memory_growth, save_results
 
 __all__ = [
+    "BENCH_CONFIGS",
     "CONFIGS",
     "Case",
     "PathSpec",
+    "bench_config",
+    "check_image_size",
     "forward_flops",
     "machine_info",
     "markdown_table",

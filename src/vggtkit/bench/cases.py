@@ -30,14 +30,13 @@ from vggtkit.bench.measure import (
     run_path,
     stage_times,
 )
-from vggtkit.bench.model import forward_flops, random_model
+from vggtkit.bench.model import BENCH_CONFIGS, ModelConfig, bench_config, forward_flops, random_model
 from vggtkit.inference import ExecutionPlan, InferenceOptions, weights_nbytes
-from vggtkit.models.vggt.config import VGGTConfig, preset_config
 from vggtkit.utils.dtypes import dtype_name, parse_dtype
 
 logger = logging.getLogger(__name__)
 
-CONFIGS = ("tiny", "1b")
+CONFIGS = tuple(BENCH_CONFIGS)
 
 
 # ----------------------------------------------------------------------------- cases
@@ -142,7 +141,7 @@ def _warm_up(model: torch.nn.Module, specs: list[PathSpec], patch_size: int, dev
 def run_case(case: Case) -> list[dict[str, Any]]:
     """Run one case in this process; returns one result row per path."""
     device = torch.device(case.device)
-    config = preset_config(case.config)
+    config = bench_config(case.config)
     torch.manual_seed(case.seed)
     build_start = time.perf_counter()
     model = random_model(config, case.seed, device)
@@ -196,7 +195,7 @@ def _row(
     stats: dict[str, _PathStats],
     ref_label: str | None,
     plan: ExecutionPlan,
-    config: VGGTConfig,
+    config: ModelConfig,
 ) -> dict[str, Any]:
     s = stats[spec.label]
     res = s.best

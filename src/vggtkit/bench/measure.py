@@ -9,12 +9,19 @@ from dataclasses import dataclass, field
 
 import torch
 
+from vggtkit.bench.model import ModelConfig, head_stages
 from vggtkit.inference import InferenceOptions
-from vggtkit.models.vggt.config import VGGTConfig
 from vggtkit.utils.memory import PeakMemory
 
-DENSE_KEYS = ("pose_enc", "depth", "depth_conf", "world_points", "world_points_conf")
-STAGES = ("patch_embed", "aggregator", "camera_head", "depth_head", "point_head")
+DENSE_KEYS = (
+    "pose_enc",
+    "depth",
+    "depth_conf",
+    "world_points",
+    "world_points_conf",
+    "text_alignment_embedding",
+)
+STAGES = ("patch_embed", "aggregator", "camera_head", "depth_head", "point_head", "text_head")
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -84,13 +91,11 @@ def run_path(
     return PathResult(label, steps, end - start, baseline, peak, outputs)
 
 
-def stage_times(steps: Sequence[float], config: VGGTConfig) -> dict[str, float]:
+def stage_times(steps: Sequence[float], config: ModelConfig) -> dict[str, float]:
     """Per-step durations (see :class:`PathResult`) -> seconds per stage (patch_embed, aggregator, heads)."""
     n_blocks = 2 * config.depth
-    heads = [name for name, on in (("camera_head", config.enable_camera), ("depth_head", config.enable_depth),
-                                   ("point_head", config.enable_point)) if on]  # fmt: skip
     out = {"patch_embed": steps[0], "aggregator": sum(steps[1 : 1 + n_blocks])}
-    for i, name in enumerate(heads):
+    for i, name in enumerate(head_stages(config)):
         out[name] = steps[1 + n_blocks + i]
     return out
 

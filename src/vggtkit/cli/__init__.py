@@ -8,10 +8,11 @@ Each subcommand lives in its own module exposing ``register(subparsers)`` (adds 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from vggtkit.cli.common import CliTermsFilter, UserError, in_cli_terms, user_error_types
 
@@ -23,6 +24,7 @@ SUBCOMMANDS = (
     "reconstruct",
     "export",
     "export-onnx",
+    "view",
     "info",
     "demo",
     "bench",
@@ -43,33 +45,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _show_logs_in_cli_terms() -> None:
-    """Log lines name command-line flags where the library names its options (see ``CLI_FLAGS``)."""
+@contextlib.contextmanager
+def _logs_in_cli_terms(debug: bool) -> Iterator[None]:
+    """Log lines name command-line flags where the library names its options (see ``CLI_FLAGS``), for the
+    duration of one command: the filters come off the handlers afterwards (an embedding application, or the
+    next test, sees the library's own words)."""
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    added = []
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, CliTermsFilter) for f in handler.filters):
-            handler.addFilter(CliTermsFilter())
+            handler.addFilter(terms := CliTermsFilter())
+            added.append((handler, terms))
+    try:
+        yield
+    finally:
+        for handler, terms in added:
+            handler.removeFilter(terms)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
-    _show_logs_in_cli_terms()
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("vggtkit: interrupted", file=sys.stderr)
-        return 130
-    except (UserError, *user_error_types()) as exc:
-        if args.debug:
-            raise
-        print(f"vggtkit {args.command}: error: {in_cli_terms(str(exc))}", file=sys.stderr)
-        return 2
+    with _logs_in_cli_terms(args.debug):
+        try:
+            return int(args.func(args) or 0)
+        except KeyboardInterrupt:
+            print("vggtkit: interrupted", file=sys.stderr)
+            return 130
+        except (UserError, *user_error_types()) as exc:
+            if args.debug:
+                raise
+            print(f"vggtkit {args.command}: error: {in_cli_terms(str(exc))}", file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

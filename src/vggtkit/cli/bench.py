@@ -14,10 +14,12 @@ EXAMPLES = """examples:
   vggtkit bench --config tiny --frames 1 4
   vggtkit bench --config 1b --frames 1 --size 518x518 --paths reference float32 bfloat16 --repeats 2
   vggtkit bench --config tiny 1b --frames 1 4 8 16 --paths reference float32 --name memory
+  vggtkit bench --config omega-1b --frames 1 4 8 --size 592x448 --paths float32
 
 paths: 'reference' (plain float32, every layer kept, no chunking), or a dtype for the fast path: float32,
 bfloat16, float16 (GPU), with optional flags: +heads (heads in that dtype too), +store (kept layers in that
-dtype), +weights (weights converted to it; runs last). Models have random weights; VGGT-1B takes about 5 GB.
+dtype), +weights (weights converted to it; runs last). Models have random weights; VGGT-1B takes about 5 GB,
+VGGT-Omega-1B (omega-1b) about 4.6 GB.
 """
 
 
@@ -33,13 +35,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", nargs="+", default=["tiny"], choices=("tiny", "1b"), help="model size(s)")
+    parser.add_argument(
+        "--config",
+        nargs="+",
+        default=["tiny"],
+        help="model configuration(s): tiny, 1b (VGGT-1B), omega-tiny, omega-1b (VGGT-Omega-1B-512) (default: tiny)",
+    )
     parser.add_argument("--frames", nargs="+", type=int, default=[1, 4], help="frame counts (default: 1 4)")
     parser.add_argument(
         "--size",
         nargs="+",
         default=["518x392"],
-        help="image sizes WIDTHxHEIGHT, multiples of 14 (default: 518x392)",
+        help="image sizes WIDTHxHEIGHT, multiples of 14 for VGGT (default: 518x392)",
     )
     parser.add_argument(
         "--paths",
@@ -72,16 +79,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _validate(args: argparse.Namespace) -> list[tuple[int, int]]:
-    from vggtkit.bench import PathSpec, parse_size
+    from vggtkit.bench import PathSpec, bench_config, check_image_size, parse_size
 
     if any(f < 1 for f in args.frames) or args.batch < 1 or args.repeats < 1:
         raise UserError("--frames, --batch and --repeats must be positive")
     if args.frame_chunk_size is not None and args.frame_chunk_size < 1:
         raise UserError("--frame-chunk-size must be positive")
     sizes = [parse_size(s) for s in args.size]
-    for h, w in sizes:
-        if h % 14 or w % 14:
-            raise UserError(f"image size {w}x{h} is not a multiple of the patch size 14 (e.g. 518x392)")
+    for name in args.config:
+        config = bench_config(name)
+        for h, w in sizes:
+            check_image_size(config, h, w)
     for p in args.paths:
         PathSpec.parse(p)
     if args.max_memory is not None:

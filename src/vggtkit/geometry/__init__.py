@@ -6,7 +6,12 @@ intrinsics ``K`` are in pixels with integer pixel indices at pixel centres; quat
 
 from __future__ import annotations
 
-from .pose_encoding import POSE_ENCODING_TYPES, extri_intri_to_pose_encoding, pose_encoding_to_extri_intri
+from .pose_encoding import (
+    POSE_ENCODING_TYPES,
+    encoding_to_camera,
+    extri_intri_to_pose_encoding,
+    pose_encoding_to_extri_intri,
+)
 from .projection import project_points
 from .rotation import mat_to_quat, quat_to_mat, standardize_quat
 from .se3 import closed_form_inverse_se3, transform_points
@@ -16,6 +21,7 @@ __all__ = [
     "POSE_ENCODING_TYPES",
     "closed_form_inverse_se3",
     "depth_to_cam_points",
+    "encoding_to_camera",
     "extri_intri_to_pose_encoding",
     "mat_to_quat",
     "pose_encoding_to_extri_intri",

@@ -15,7 +15,12 @@ from torch import Tensor
 
 from .rotation import mat_to_quat, quat_to_mat
 
-__all__ = ["POSE_ENCODING_TYPES", "extri_intri_to_pose_encoding", "pose_encoding_to_extri_intri"]
+__all__ = [
+    "POSE_ENCODING_TYPES",
+    "encoding_to_camera",
+    "extri_intri_to_pose_encoding",
+    "pose_encoding_to_extri_intri",
+]
 
 POSE_ENCODING_TYPES = ("absT_quaR_FoV",)
 _POSE_DIM = 9
@@ -125,3 +130,20 @@ def pose_encoding_to_extri_intri(
     intrinsics[..., 1, 2] = height / 2
     intrinsics[..., 2, 2] = 1.0
     return extrinsics, intrinsics
+
+
+def encoding_to_camera(
+    pose_encoding: Tensor, image_size_hw: ImageSizeHW | None = None, build_intrinsics: bool = True
+) -> tuple[Tensor, Tensor | None]:
+    """VGGT-Omega's name for :func:`pose_encoding_to_extri_intri`: the same 9-D encoding and the same maths (the
+    families differ only in the camera head's field-of-view activation, which the encoding already includes).
+
+    Args:
+        pose_encoding: (..., 9) encodings ``[t, quat_xyzw, fov_h, fov_w]``.
+        image_size_hw: image size ``(H, W)`` in pixels (the model input's), required for the intrinsics.
+        build_intrinsics: whether to build ``K``.
+
+    Returns:
+        ``(cam_from_world (..., 3, 4), K (..., 3, 3) or None)``.
+    """
+    return pose_encoding_to_extri_intri(pose_encoding, image_size_hw, build_intrinsics=build_intrinsics)

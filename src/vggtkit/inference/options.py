@@ -40,7 +40,7 @@ class InferenceOptions:
         weights_dtype: if set, :func:`vggtkit.inference.infer` converts the aggregator's weights (and the heads'
             when ``heads_dtype`` is the same reduced dtype) to it in place, halving their memory.
         channels_last: run the dense heads' convolutions channels-last; None: on for CPUs (faster there in both
-            precisions) and for reduced precision on GPUs.
+            precisions) and for reduced-precision heads on GPUs (faster on an H200, with less memory).
         release_memory: give freed heap pages back to the system before the last aggregator layer and before
             each dense-head pass and band (:func:`vggtkit.utils.memory.release_free_memory`), so less freed memory
             stays resident at the peak, at the cost of faulting those pages in again. None: on for CPUs when the

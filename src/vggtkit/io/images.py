@@ -24,6 +24,7 @@ __all__ = [
     "load_rgb_image",
     "original_from_model",
     "pad_offsets",
+    "pad_white",
     "preprocess_image",
     "preprocess_layout",
 ]
@@ -97,7 +98,7 @@ def pad_offsets(h: int, w: int, height: int, width: int) -> tuple[int, int]:
     return max(height - h, 0) // 2, max(width - w, 0) // 2
 
 
-def _pad_white(chw: np.ndarray, height: int, width: int) -> np.ndarray:
+def pad_white(chw: np.ndarray, height: int, width: int) -> np.ndarray:
     """Pad a (3, h, w) image with 1.0 to (3, height, width); top/left get half (floored) of the padding."""
     pad_h = height - chw.shape[1]
     pad_w = width - chw.shape[2]
@@ -171,7 +172,7 @@ def preprocess_image(img: Image.Image, mode: PreprocessMode = "crop", target_siz
     if layout.top < 0:  # crop mode, taller than target_size: keep the centre rows
         chw = chw[:, -layout.top : -layout.top + layout.out_h, :]
     if mode == "pad":
-        chw = _pad_white(chw, layout.out_h, layout.out_w)
+        chw = pad_white(chw, layout.out_h, layout.out_w)
     return np.ascontiguousarray(chw)
 
 
@@ -232,5 +233,5 @@ def load_and_preprocess_images(
         logger.warning("images have different shapes %s; padding all with white to the largest", shapes)
         max_h = max(h for h, _ in shapes)
         max_w = max(w for _, w in shapes)
-        arrays = [_pad_white(a, max_h, max_w) for a in arrays]
+        arrays = [pad_white(a, max_h, max_w) for a in arrays]
     return torch.from_numpy(np.stack(arrays))

@@ -33,26 +33,36 @@ def norm_of(module: nn.Module) -> Norm | None:
     return Norm(module.weight, module.bias, module.eps)
 
 
-def layer_norm(x: Tensor, norm: Norm | None) -> Tensor:
-    """LayerNorm over the last axis (None: x unchanged), computed in float32 and returned in x's dtype, as
-    autocast runs it."""
+def layer_norm(x: Tensor, norm: Norm | None, dtype: torch.dtype | None = None) -> Tensor:
+    """LayerNorm over the last axis (None: x unchanged), computed in float32 and returned in ``dtype`` (default:
+    x's), as autocast runs it."""
     if norm is None:
         return x
     weight = None if norm.weight is None else norm.weight.float()
     bias = None if norm.bias is None else norm.bias.float()
-    return F.layer_norm(x.float(), x.shape[-1:], weight, bias, norm.eps).to(x.dtype)
+    return F.layer_norm(x.float(), x.shape[-1:], weight, bias, norm.eps).to(dtype or x.dtype)
 
 
 class MaskedBiasLinear(nn.Linear):
-    """A linear layer whose bias is multiplied elementwise by a stored mask (buffer ``bias_mask``).
+    """A query/key/value projection whose bias is multiplied elementwise by a stored mask (buffer ``bias_mask``).
 
-    DINOv3-style checkpoints (VGGT-Omega) keep the query/key/value bias with such a mask; the stored values are
-    used as they are.
+    DINOv3-style checkpoints (VGGT-Omega) keep the bias with such a mask, initialised to 1 on the queries, 0 on the
+    keys and 1 on the values (the keys get no bias); the stored values are used as they are.
     """
 
     def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__(in_features, out_features, bias=True)
-        self.register_buffer("bias_mask", torch.ones(out_features))
+        self.register_buffer("bias_mask", torch.empty(out_features))
+        self.reset_buffers()
+
+    def reset_buffers(self) -> None:
+        """The initial mask (1 on the queries and values, 0 on the keys); meta tensors are left as they are."""
+        if self.bias_mask.is_meta:
+            return
+        third = self.out_features // 3
+        with torch.no_grad():
+            self.bias_mask.fill_(1.0)
+            self.bias_mask[third : 2 * third] = 0.0
 
     def effective_bias(self) -> Tensor:
         return self.bias * self.bias_mask
@@ -116,16 +126,23 @@ class Attention(nn.Module):
 
 
 def project_heads(t: Tensor, num_heads: int, norm: Norm | None, rope: RopeTables | None) -> Tensor:
-    """(B, n, C) projections -> normalised, rotated (B, n, heads, D), a fresh tensor (never a view of t)."""
+    """(B, n, C) projections -> normalised, rotated (B, n, heads, D) in t's dtype, a fresh tensor (never a view
+    of t).
+
+    The rotation runs in the tables' precision: float32 tables rotate reduced-precision projections in float32
+    (from the float32 normalisation) and round once, as DINOv3-style RoPE does under autocast.
+    """
     B, n, C = t.shape
+    dtype = t.dtype
     t = t.view(B, n, num_heads, C // num_heads)
+    work = dtype if rope is None else rope.cos.dtype
     if norm is not None:
-        t = layer_norm(t, norm)
+        t = layer_norm(t, norm, work)
     elif rope is not None:
-        t = t.clone()
+        t = t.to(work, copy=True)
     if rope is not None:
         apply_rope(t, rope, in_place=True)
-    return t
+    return t.to(dtype)
 
 
 def sdpa_layout(t: Tensor) -> Tensor:

@@ -3,6 +3,9 @@
 * :class:`ConvRunner` runs a head's convolutions in one compute dtype, optionally channels-last, converting each
   weight at its call (a cached copy of a VGGT-1B DPT head would hold 128 MB; converting costs about 1 % of the
   convolution).
+* :class:`DPTFusion` is the part of a DPT head both families share: per aggregator layer the shared LayerNorm, a
+  1x1 projection, the uv position embedding and the resampling to 4, 2, 1 and 1/2 times the patch grid, then the
+  ``*_rn`` convolutions and the coarse-to-fine fusion up to refinenet1 at 4x the patch grid.
 * :class:`ResidualConvUnit` and :class:`FeatureFusionBlock` are the fusion stages (Ranftl et al.). Each fusion
   block applies its 1x1 ``out_conv`` before its bilinear resize instead of after it: both are linear and the
   interpolation weights sum to one, so the result is the same up to rounding, for a quarter of the work and
@@ -202,3 +205,87 @@ class FeatureFusionBlock(nn.Module):
         if skip is not None:
             x = self.resConfUnit1(skip, conv).add_(x)
         return interpolate_bilinear(conv(self.out_conv, self.resConfUnit2(x, conv)), size)
+
+
+# ----------------------------------------------------------------------------- the shared trunk
+class DPTFusion(nn.Module):
+    """Keys ``norm``, ``projects.k``, ``resize_layers.{0,1,3}``, ``scratch.layer{1..4}_rn``,
+    ``scratch.refinenet{1..4}`` (refinenet4 without ``resConfUnit1``).
+
+    Args:
+        dim_in: width of the aggregator layers read (2C).
+        patch_size: pixels per patch side.
+        features: width F of the fusion maps.
+        out_channels: widths of the four levels after projection.
+        intermediate_layer_idx: the aggregator layer each level reads.
+        relu_skip: the residual units' skip carries relu(x) (VGGT) or x (VGGT-Omega).
+        pos_embed: add the uv position embedding to each projected level.
+    """
+
+    def __init__(
+        self,
+        dim_in: int,
+        patch_size: int,
+        features: int,
+        out_channels: Sequence[int],
+        intermediate_layer_idx: Sequence[int],
+        relu_skip: bool = True,
+        pos_embed: bool = True,
+    ) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.pos_embed = pos_embed
+        self.intermediate_layer_idx = tuple(intermediate_layer_idx)
+        oc = tuple(out_channels)
+        self.norm = nn.LayerNorm(dim_in)
+        self.projects = nn.ModuleList(nn.Conv2d(dim_in, c, 1) for c in oc)
+        self.resize_layers = nn.ModuleList(
+            [
+                nn.ConvTranspose2d(oc[0], oc[0], kernel_size=4, stride=4),
+                nn.ConvTranspose2d(oc[1], oc[1], kernel_size=2, stride=2),
+                nn.Identity(),
+                nn.Conv2d(oc[3], oc[3], kernel_size=3, stride=2, padding=1),
+            ]
+        )
+        self.scratch = nn.Module()
+        for i, c in enumerate(oc, start=1):
+            setattr(self.scratch, f"layer{i}_rn", nn.Conv2d(c, features, 3, padding=1, bias=False))
+        self.scratch.refinenet1 = FeatureFusionBlock(features, relu_skip=relu_skip)
+        self.scratch.refinenet2 = FeatureFusionBlock(features, relu_skip=relu_skip)
+        self.scratch.refinenet3 = FeatureFusionBlock(features, relu_skip=relu_skip)
+        self.scratch.refinenet4 = FeatureFusionBlock(features, has_residual=False, relu_skip=relu_skip)
+
+    def level(
+        self, k: int, conv: ConvRunner, tokens: Tensor, image_hw: Sequence[int], patch_start_idx: int
+    ) -> Tensor:
+        """Level ``k`` of tokens (N, P, dim_in) of any float dtype: normalised patch tokens, projected, plus the
+        position embedding, resampled: (N, out_channels[k], s*h, s*w) with s = 4, 2, 1, 1/2 (rounded up)."""
+        H, W = image_hw
+        grid_h, grid_w = H // self.patch_size, W // self.patch_size
+        norm = self.norm
+        x = F.layer_norm(tokens[:, patch_start_idx:].float(), norm.normalized_shape, norm.weight.float(),
+                         norm.bias.float(), norm.eps).to(conv.dtype)  # fmt: skip
+        x = x.view(x.shape[0], grid_h, grid_w, x.shape[-1]).permute(0, 3, 1, 2)  # channels-last memory
+        if not conv.channels_last:
+            x = x.contiguous()
+        x = conv(self.projects[k], x)
+        if self.pos_embed:
+            add_uv_position_embedding_(x, W / H)
+        return conv(self.resize_layers[k], x)
+
+    def fuse(
+        self, conv: ConvRunner, layers: Sequence[Tensor], image_hw: Sequence[int], patch_start_idx: int
+    ) -> Tensor:
+        """The four levels of ``layers`` (each (N, P, dim_in)) fused coarse to fine: refinenet1's output
+        (N, F, 4h, 4w), before any resize."""
+        s = self.scratch
+        rn = []
+        for k, tokens in enumerate(layers):
+            # Straight to the 3x3 *_rn convolution: only the F-channel maps are kept, not the wider levels.
+            rn.append(
+                conv(getattr(s, f"layer{k + 1}_rn"), self.level(k, conv, tokens, image_hw, patch_start_idx))
+            )
+        out = s.refinenet4(rn.pop(), None, rn[2].shape[2:], conv)
+        out = s.refinenet3(out, rn.pop(), rn[1].shape[2:], conv)
+        out = s.refinenet2(out, rn.pop(), rn[0].shape[2:], conv)
+        return s.refinenet1(out, rn.pop(), out.shape[2:], conv)

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vggtkit.models.omega import VGGTOmega, VGGTOmegaConfig
 from vggtkit.models.vggt import VGGT, VGGTConfig
 from vggtkit.weights import CheckpointError, load_checkpoint
 
@@ -19,7 +20,7 @@ class Family:
     """A model family: its classes and the key prefix that only its checkpoints hold.
 
     Attributes:
-        name: the family's name ('vggt', ...).
+        name: the family's name ('vggt', 'omega').
         model_class: has ``from_checkpoint(checkpoint, config, map_location)``.
         config_class: the self-validating configuration dataclass.
         signature: a state-dict key prefix no other family's checkpoint holds.
@@ -33,7 +34,22 @@ class Family:
 
 FAMILIES: dict[str, Family] = {
     "vggt": Family("vggt", VGGT, VGGTConfig, "aggregator.global_blocks."),
+    "omega": Family("omega", VGGTOmega, VGGTOmegaConfig, "aggregator.inter_frame_blocks."),
 }
+
+
+def family_of_config(config: Any) -> Family:
+    """The family whose configuration class ``config`` is an instance of.
+
+    Raises:
+        ValueError: a configuration of no known family.
+    """
+    for family in FAMILIES.values():
+        if isinstance(config, family.config_class):
+            return family
+    raise ValueError(
+        f"{type(config).__name__} is not the configuration of a known model family ({', '.join(FAMILIES)})"
+    )
 
 
 def detect_family(keys: Mapping[str, Any] | list[str]) -> Family:
@@ -71,7 +87,8 @@ def from_pretrained(
         source: a bundled model name, a folder (config.json + weights), a weights file (.safetensors, or an
             official .pt read with ``torch.load(weights_only=True)``), or a Hugging Face hub id.
         config: the family's configuration, when the checkpoint comes without a config.json and is not the
-            family's released default.
+            family's released default (VGGT-1B; VGGT-Omega-1B-512, or VGGT-Omega-1B-256-Text-Alignment when the
+            text alignment head's keys are present).
 
     Raises:
         CheckpointError: the checkpoint cannot be found or read, is of no known family, or does not match.

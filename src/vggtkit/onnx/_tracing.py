@@ -74,7 +74,7 @@ def _dense_head_one_pass(
     layers = [aggregated_tokens_list[i].flatten(0, 1) for i in self.intermediate_layer_idx]
     conv = ConvRunner(run.dtype, run.channels_last)
     out_hw = self.output_size((H, W))
-    low = self._trunk(conv, layers, (H, W), patch_start_idx)
+    low = self.fuse(conv, layers, (H, W), patch_start_idx)
     out = self._tail_rows(conv, low, (0, out_hw[0]), out_hw, W / H).unflatten(0, (B, S))
     if self.feature_only:
         return out.float()

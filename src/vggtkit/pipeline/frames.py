@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +22,14 @@ from vggtkit.io.images import (
 )
 from vggtkit.pipeline.inputs import InputFrame
 
-__all__ = ["PreparedFrames", "prepare_frames", "prepare_tensor"]
+__all__ = [
+    "PreparedFrames",
+    "batch_shape",
+    "concat_frames",
+    "prepare_frames",
+    "prepare_tensor",
+    "slice_frames",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -59,39 +66,45 @@ def _smallest_resolution(width: int, height: int, mode: PreprocessMode) -> int:
     return resolution
 
 
-def _layout(
-    frame: InputFrame, width: int, height: int, mode: PreprocessMode, resolution: int
-) -> PreprocessLayout:
+def _layout(name: str, width: int, height: int, mode: PreprocessMode, resolution: int) -> PreprocessLayout:
     """The frame's preprocessing layout; a ValueError for images too small or too elongated for the model."""
     if min(width, height) < PATCH_SIZE:
         raise ValueError(
-            f"image '{frame.name}' is {width}x{height} pixels, smaller than one {PATCH_SIZE}x"
+            f"image '{name}' is {width}x{height} pixels, smaller than one {PATCH_SIZE}x"
             f"{PATCH_SIZE} patch; use images of at least {PATCH_SIZE} pixels per side"
         )
     layout = preprocess_layout(width, height, mode, resolution)
     if layout.resized_w == 0 or layout.resized_h == 0:
         raise ValueError(
-            f"image '{frame.name}' ({width}x{height}) is too elongated: at {resolution} px its short side "
+            f"image '{name}' ({width}x{height}) is too elongated: at {resolution} px its short side "
             f"rounds to zero {PATCH_SIZE}-pixel patches; crop it or use a larger resolution "
             f"(resolution={_smallest_resolution(width, height, mode)})"
         )
     return layout
 
 
-def _batch(arrays: list[np.ndarray]) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Stack (3, h, w) images into one (S, 3, H, W) batch, padding smaller ones with white (centred).
-    Returns the batch and each image's (top, left) padding."""
-    shapes = sorted({a.shape[1:] for a in arrays})
-    out_h = max(h for h, _ in shapes)
-    out_w = max(w for _, w in shapes)
+def _warn_mixed_shapes(shapes: set[tuple[int, int]], out_h: int, out_w: int) -> None:
     if len(shapes) > 1:
         logger.warning(
             "images have different shapes after preprocessing %s; padding all with white to %dx%d "
             "(padding is excluded from exports; mode='pad' gives every image the same square)",
-            shapes,
+            sorted(shapes),
             out_w,
             out_h,
         )
+
+
+def _batch(
+    arrays: list[np.ndarray], batch_hw: tuple[int, int] | None = None
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Stack (3, h, w) images into one (S, 3, H, W) batch, padding smaller ones with white (centred) to
+    ``batch_hw``, or to the largest image when it is None. Returns the batch and each image's (top, left) padding."""
+    if batch_hw is None:
+        shapes = {a.shape[1:] for a in arrays}
+        out_h, out_w = max(h for h, _ in shapes), max(w for _, w in shapes)
+        _warn_mixed_shapes(shapes, out_h, out_w)
+    else:
+        out_h, out_w = batch_hw
     batch = np.ones((len(arrays), 3, out_h, out_w), dtype=np.float32)
     pads = []
     for i, chw in enumerate(arrays):
@@ -101,10 +114,40 @@ def _batch(arrays: list[np.ndarray]) -> tuple[np.ndarray, list[tuple[int, int]]]
     return batch, pads
 
 
+def batch_shape(
+    sizes: Iterable[tuple[str, int, int]], mode: PreprocessMode, resolution: int
+) -> tuple[int, int]:
+    """The (H, W) of a batch holding frames of these sizes, without loading them.
+
+    Args:
+        sizes: (name, width, height) of each frame, in original pixels.
+
+    Raises:
+        ValueError: a frame too small or too elongated for the model (the message names it).
+    """
+    shapes = set()
+    for name, width, height in sizes:
+        layout = _layout(name, width, height, mode, resolution)
+        shapes.add((layout.out_h, layout.out_w))
+    if not shapes:
+        raise ValueError("no frame to reconstruct")
+    out_h, out_w = max(h for h, _ in shapes), max(w for _, w in shapes)
+    _warn_mixed_shapes(shapes, out_h, out_w)
+    return out_h, out_w
+
+
 def prepare_frames(
-    frames: Sequence[InputFrame], mode: PreprocessMode, resolution: int, progress: Progress | None = None
+    frames: Sequence[InputFrame],
+    mode: PreprocessMode,
+    resolution: int,
+    progress: Progress | None = None,
+    batch_hw: tuple[int, int] | None = None,
 ) -> PreparedFrames:
     """Load and preprocess frames at ``resolution`` into one batch.
+
+    Args:
+        batch_hw: (H, W) of the batch (from :func:`batch_shape`), so that batches of one sequence loaded in parts
+            match; None: the largest preprocessed frame's.
 
     Raises:
         ValueError: an unreadable image, or one too small or too elongated for the model (the message names it).
@@ -114,12 +157,12 @@ def prepare_frames(
     sizes: list[tuple[int, int]] = []
     for i, frame in enumerate(frames):
         img = frame.load()
-        layouts.append(_layout(frame, img.width, img.height, mode, resolution))
+        layouts.append(_layout(frame.name, img.width, img.height, mode, resolution))
         arrays.append(preprocess_image(img, mode, resolution))
         sizes.append((img.height, img.width))
         if progress is not None:
             progress("load images", i + 1, len(frames))
-    batch, pads = _batch(arrays)
+    batch, pads = _batch(arrays, batch_hw)
     maps = [
         original_from_model(w0, h0, layout, pad)
         for layout, (h0, w0), pad in zip(layouts, sizes, pads, strict=True)
@@ -171,4 +214,28 @@ def prepare_tensor(
         names=names,
         image_paths=[""] * s,
         source_frames=list(rgb),
+    )
+
+
+def slice_frames(frames: PreparedFrames, start: int, stop: int) -> PreparedFrames:
+    """Frames ``start`` to ``stop`` (excluded) of a batch."""
+    return PreparedFrames(
+        images=frames.images[start:stop],
+        original_hw=frames.original_hw[start:stop],
+        original_from_model=frames.original_from_model[start:stop],
+        names=frames.names[start:stop],
+        image_paths=frames.image_paths[start:stop],
+        source_frames=frames.source_frames[start:stop],
+    )
+
+
+def concat_frames(first: PreparedFrames, second: PreparedFrames) -> PreparedFrames:
+    """One batch of the frames of ``first`` followed by those of ``second`` (of the same (H, W))."""
+    return PreparedFrames(
+        images=torch.cat([first.images, second.images]),
+        original_hw=np.concatenate([first.original_hw, second.original_hw]),
+        original_from_model=np.concatenate([first.original_from_model, second.original_from_model]),
+        names=first.names + second.names,
+        image_paths=first.image_paths + second.image_paths,
+        source_frames=first.source_frames + second.source_frames,
     )

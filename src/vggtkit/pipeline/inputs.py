@@ -6,10 +6,12 @@ frame unless the caller chooses another. Video files expand, in place, into fram
 
 from __future__ import annotations
 
+import dataclasses
 import glob
+import itertools
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,15 +20,39 @@ from PIL import Image, UnidentifiedImageError
 
 from vggtkit.io.images import load_rgb_image
 from vggtkit.io.paths import IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_image_path, is_video_path, natural_key
-from vggtkit.io.video import sample_video_frames
+from vggtkit.io.video import iter_video_frames, no_frame_message, plan_video_frames
 
 # IMAGE_SUFFIXES and natural_key are re-exported: the web demo imports them from here.
-__all__ = ["IMAGE_SUFFIXES", "InputFrame", "find_inputs", "natural_key", "resolve_inputs"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "FrameRef",
+    "InputFrame",
+    "find_inputs",
+    "iter_frames",
+    "natural_key",
+    "plan_frames",
+    "resolve_inputs",
+]
 
 logger = logging.getLogger(__name__)
 
 InputPath = str | os.PathLike[str]
 Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class FrameRef:
+    """Where one input frame comes from, before it is read.
+
+    Attributes:
+        name: the frame's unique name (see :class:`InputFrame`).
+        path: the image file, or the video holding the frame.
+        video_index: the frame's index in the video; None for an image file.
+    """
+
+    name: str
+    path: Path
+    video_index: int | None = None
 
 
 @dataclass
@@ -118,9 +144,9 @@ def _unique_names(paths: Sequence[Path]) -> list[str]:
     return out
 
 
-def _even_subset(frames: list[InputFrame], count: int) -> list[InputFrame]:
-    picks = np.linspace(0, len(frames) - 1, count).round().astype(int)
-    return [frames[i] for i in picks]
+def _even_subset(refs: list[FrameRef], count: int) -> list[FrameRef]:
+    picks = np.linspace(0, len(refs) - 1, count).round().astype(int)
+    return [refs[i] for i in picks]
 
 
 def find_inputs(inputs: InputPath | Iterable[InputPath]) -> list[Path]:
@@ -143,6 +169,81 @@ def find_inputs(inputs: InputPath | Iterable[InputPath]) -> list[Path]:
     return paths
 
 
+def _video_refs(path: Path, fps: float, max_frames: int | None) -> list[FrameRef]:
+    indices = plan_video_frames(path, fps=fps, max_frames=max_frames)
+    if not indices:
+        raise ValueError(no_frame_message(path))
+    return [FrameRef(f"{path.stem}_{index:06d}.png", path, index) for index in indices]
+
+
+def _unique_refs(refs: list[FrameRef]) -> list[FrameRef]:
+    """Video frames may collide with image names or with each other: suffix repeated names."""
+    seen: set[str] = set()
+    out = []
+    for ref in refs:
+        name = ref.name
+        stem, suffix = os.path.splitext(name)
+        k = 1
+        while name in seen:
+            name = f"{stem}_{k}{suffix}"
+            k += 1
+        seen.add(name)
+        out.append(ref if name == ref.name else dataclasses.replace(ref, name=name))
+    return out
+
+
+def plan_frames(
+    inputs: InputPath | Iterable[InputPath], fps: float = 1.0, max_frames: int | None = None
+) -> list[FrameRef]:
+    """Which frames :func:`resolve_inputs` gives, in order, without reading any pixel.
+
+    Videos are probed (and read through only when their container does not report a frame count); see
+    :func:`resolve_inputs` for the arguments and errors.
+    """
+    paths = find_inputs(inputs)
+    image_paths = [p for p in paths if not is_video_path(p)]
+    image_names = dict(zip(image_paths, _unique_names(image_paths), strict=True))
+    refs: list[FrameRef] = []
+    for path in paths:
+        if path in image_names:
+            refs.append(FrameRef(image_names[path], path))
+        else:
+            refs.extend(_video_refs(path, fps, max_frames))
+    if max_frames is not None and len(refs) > max_frames:
+        logger.warning("%d frames found; keeping %d evenly spaced ones (max_frames)", len(refs), max_frames)
+        refs = _even_subset(refs, max_frames)
+    return _unique_refs(refs)
+
+
+def _decode_run(refs: list[FrameRef], progress: Progress | None) -> Iterator[InputFrame]:
+    """Frames of one video, decoded in one pass."""
+    path = refs[0].path
+    by_index = {ref.video_index: ref for ref in refs}
+
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress(f"decode {path.name}", done, total)
+
+    for frame in iter_video_frames(path, list(by_index), report):
+        yield InputFrame(name=by_index[frame.index].name, rgb=frame.rgb)
+
+
+def iter_frames(refs: Sequence[FrameRef], progress: Progress | None = None) -> Iterator[InputFrame]:
+    """The frames of ``refs`` in order, read one at a time: images are loaded when used (``InputFrame.load``),
+    each run of frames of one video is decoded in one pass through it.
+
+    Args:
+        refs: frames from :func:`plan_frames`.
+        progress: ``progress("decode <video name>", done, total)`` while a video is decoded.
+    """
+    for (path, is_image), run in itertools.groupby(refs, key=lambda r: (r.path, r.video_index is None)):
+        if is_image:
+            for ref in run:
+                yield InputFrame(name=ref.name, path=path)
+        else:
+            yield from _decode_run(list(run), progress)
+
+
 def resolve_inputs(
     inputs: InputPath | Iterable[InputPath],
     fps: float = 1.0,
@@ -159,36 +260,11 @@ def resolve_inputs(
         progress: ``progress("decode <video name>", done, total)`` while videos are decoded.
 
     Returns:
-        The frames, ordered: inputs sorted by natural order of their paths, video frames in time order.
+        The frames, ordered: inputs sorted by natural order of their paths, video frames in time order. Video
+        frames are decoded into memory (:func:`plan_frames` and :func:`iter_frames` stream them instead).
 
     Raises:
         ValueError: when nothing is found, a path does not exist, a file is neither image nor video, or a
             video has no decodable frame.
     """
-    paths = find_inputs(inputs)
-    frames: list[InputFrame] = []
-    image_paths = [p for p in paths if not is_video_path(p)]
-    image_names = dict(zip(image_paths, _unique_names(image_paths), strict=True))
-    for path in paths:
-        if path in image_names:
-            frames.append(InputFrame(name=image_names[path], path=path))
-            continue
-
-        def report(done: int, total: int, _name: str = path.name) -> None:
-            if progress is not None:
-                progress(f"decode {_name}", done, total)
-
-        for frame in sample_video_frames(path, fps=fps, max_frames=max_frames, progress=report):
-            frames.append(InputFrame(name=f"{path.stem}_{frame.index:06d}.png", rgb=frame.rgb))
-    if max_frames is not None and len(frames) > max_frames:
-        logger.warning("%d frames found; keeping %d evenly spaced ones (max_frames)", len(frames), max_frames)
-        frames = _even_subset(frames, max_frames)
-    seen: set[str] = set()
-    for frame in frames:  # video frames may collide with image names or with each other
-        stem, suffix = os.path.splitext(frame.name)
-        k = 1
-        while frame.name in seen:
-            frame.name = f"{stem}_{k}{suffix}"
-            k += 1
-        seen.add(frame.name)
-    return frames
+    return list(iter_frames(plan_frames(inputs, fps, max_frames), progress))

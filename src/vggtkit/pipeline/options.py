@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import torch
 
 from vggtkit.io.images import PATCH_SIZE, PreprocessMode
 from vggtkit.utils.dtypes import parse_dtype
+from vggtkit.utils.memory import parse_memory
 
 __all__ = ["FrameSampling", "ReconstructOptions"]
 
@@ -53,6 +55,15 @@ class ReconstructOptions:
         reference: index (in sorted order) of the frame that defines the world frame; it is passed to the
             model first, and the outputs keep the sorted order.
         sampling: video frame rate and a limit on the number of frames.
+        chunk_size: run the model on overlapping chunks of this many frames and join them into one
+            reconstruction, in memory that does not grow with the number of frames (None: one pass, unless
+            ``max_memory`` calls for chunks); see :mod:`vggtkit.pipeline.chunked`.
+        overlap: frames shared by consecutive chunks (None: a quarter of a chunk).
+        loop_closure: with chunks, detect revisited places and spread the drift of the chunk chain over it.
+        max_memory: memory budget (bytes, or a string like '8GB') for the model's weights, its forward pass and
+            the frames in flight; one pass when it fits, otherwise the largest chunks that do.
+        work_dir: folder where chunked runs keep per-frame maps on disk (None: the system's temporary folder);
+            the files are unlinked once mapped.
         runtime: "torch" (the PyTorch model) or "onnx" (a file written by ``vggtkit.onnx.export_onnx``, run by
             onnxruntime; its precision and image size were chosen at export).
     """
@@ -63,12 +74,15 @@ class ReconstructOptions:
     resolution: int | None = None
     reference: int = 0
     sampling: FrameSampling = field(default_factory=FrameSampling)
+    chunk_size: int | None = None
+    overlap: int | None = None
+    loop_closure: bool = False
+    max_memory: int | float | str | None = None
+    work_dir: str | os.PathLike[str] | None = None
     runtime: str = "torch"
 
     def __post_init__(self) -> None:
         parse_dtype(self.dtype)
-        if self.runtime not in RUNTIMES:
-            raise ValueError(f"runtime must be 'torch' or 'onnx', got {self.runtime!r}")
         if self.mode not in _MODES:
             raise ValueError(f"mode must be 'crop' or 'pad', got {self.mode!r}")
         res = self.resolution
@@ -80,6 +94,32 @@ class ReconstructOptions:
             raise ValueError(f"reference must be a frame index >= 0, got {self.reference!r}")
         if not isinstance(self.sampling, FrameSampling):
             raise ValueError(f"sampling must be a FrameSampling, got {type(self.sampling).__name__}")
+        self._check_chunking()
+        self._check_runtime()
+
+    def _check_runtime(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be 'torch' or 'onnx', got {self.runtime!r}")
+        if self.runtime == "onnx" and self.max_memory is not None:
+            raise ValueError(
+                "max_memory plans the PyTorch model's memory; with runtime='onnx' give chunk_size instead"
+            )
+
+    def _check_chunking(self) -> None:
+        chunk, overlap = self.chunk_size, self.overlap
+        if chunk is not None and not (_is_int(chunk) and chunk >= 2):
+            raise ValueError(f"chunk_size must be a number of frames >= 2, got {chunk!r}")
+        if overlap is not None:
+            if not (_is_int(overlap) and overlap >= 1):
+                raise ValueError(f"overlap must be a number of frames >= 1, got {overlap!r}")
+            if chunk is None:
+                raise ValueError(
+                    "overlap is only used with chunk_size: give both, or max_memory to choose them"
+                )
+            if overlap >= chunk:
+                raise ValueError(f"overlap must be smaller than chunk_size ({chunk}), got {overlap}")
+        if self.max_memory is not None:
+            object.__setattr__(self, "max_memory", parse_memory(self.max_memory, "max_memory"))
 
     @property
     def torch_dtype(self) -> torch.dtype:

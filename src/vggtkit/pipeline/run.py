@@ -1,9 +1,10 @@
 """``reconstruct()``: images, folders, videos or a tensor in; a :class:`Reconstruction` out.
 
-Steps: resolve inputs -> load the model -> load and preprocess the frames (crop / pad to a 14-pixel grid, at
-the model's own ``img_size`` unless a resolution is given) -> one forward pass under ``torch.inference_mode``
-(the aggregator in the chosen dtype, the heads in float32) -> decode cameras, unproject depth, and map
-intrinsics back to every image's original resolution.
+Steps: resolve inputs -> load the model -> plan the frames (nothing decoded yet) -> one pass or chunks (asked for,
+or chosen from a memory budget) -> load and preprocess the frames (crop / pad to a 14-pixel grid, at the model's
+own ``img_size`` unless a resolution is given) -> forward passes under ``torch.inference_mode`` (the aggregator in
+the chosen dtype, the heads in float32) -> decode cameras, unproject depth, and map intrinsics back to every
+image's original resolution. Chunked runs are described in :mod:`vggtkit.pipeline.chunked`.
 """
 
 from __future__ import annotations
@@ -12,21 +13,25 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from vggtkit.geometry import pose_encoding_to_extri_intri, unproject_depth_map_to_point_map
+from vggtkit.geometry import unproject_depth_map_to_point_map
 from vggtkit.inference import InferenceOptions
 from vggtkit.io.images import PATCH_SIZE
 from vggtkit.models.vggt.model import VGGT
 from vggtkit.onnx.runtime import OnnxVGGT
-from vggtkit.pipeline.frames import PreparedFrames, prepare_frames, prepare_tensor
-from vggtkit.pipeline.inputs import InputPath, find_inputs, resolve_inputs
+from vggtkit.pipeline.chunked import ChunkedOptions, ChunkRefiner, reconstruct_chunked
+from vggtkit.pipeline.frames import PreparedFrames, prepare_tensor
+from vggtkit.pipeline.inputs import InputPath, find_inputs, plan_frames
 from vggtkit.pipeline.options import ReconstructOptions
+from vggtkit.pipeline.planning import RunPlan, plan_run
+from vggtkit.pipeline.prediction import prediction_from_output
+from vggtkit.pipeline.streaming import FrameFeed, PathFeed, TensorFeed
 from vggtkit.reconstruction import Reconstruction
 from vggtkit.utils.devices import resolve_device
 from vggtkit.weights import DEFAULT_CHECKPOINT
@@ -50,12 +55,17 @@ def reconstruct(
     options: ReconstructOptions | None = None,
     *,
     progress: Progress | None = None,
+    refine_chunk: ChunkRefiner | None = None,
     **overrides: Any,
 ) -> Reconstruction:
     """Reconstruct a scene: cameras, depth and points for every frame.
 
     ``reconstruct("photos/", model="tiny-synthetic", dtype="bfloat16")`` and
     ``reconstruct("photos/", options=ReconstructOptions(dtype="bfloat16"))`` do the same.
+
+    Long sequences run in overlapping chunks joined into one reconstruction (``chunk_size``, or chosen from
+    ``max_memory``): frames are read as their chunk starts and per-frame maps kept on disk, so memory does not
+    grow with the number of frames (see :mod:`vggtkit.pipeline.chunked`).
 
     Args:
         inputs: image paths, a folder of images, glob patterns, video files (sampled at ``sampling.fps``), or a
@@ -65,17 +75,21 @@ def reconstruct(
             ``runtime='onnx'`` an ``.onnx`` file written by ``vggtkit.onnx.export_onnx`` (or a
             ``vggtkit.onnx.OnnxVGGT``).
         options: device, dtype, preprocessing mode, resolution (default: the model's ``img_size``), reference
-            frame and frame sampling; see :class:`ReconstructOptions`.
+            frame, frame sampling, chunking and memory budget; see :class:`ReconstructOptions`.
         progress: called as ``progress(stage, done, total)``; stages: "load model", "decode <video>",
-            "load images", "inference", "postprocess".
+            "load images", "inference", "postprocess"; in chunked runs "inference" counts frames (a rate and a
+            time left follow from it), then "loop closure" and "postprocess" count their steps.
+        refine_chunk: chunked runs call it on each chunk's prediction before the chunk is aligned (e.g. bundle
+            adjustment of its cameras and depths); see :data:`vggtkit.pipeline.chunked.ChunkRefiner`.
         **overrides: any :class:`ReconstructOptions` field by name, applied on top of ``options``.
 
     Returns:
-        A :class:`Reconstruction` (numpy arrays; ``timings`` in seconds per stage).
+        A :class:`Reconstruction` (numpy arrays, memory-mapped from disk in chunked runs; ``timings`` in seconds
+        per stage).
 
     Raises:
         ValueError: bad inputs or options (the message names the problem), a checkpoint that cannot be found or
-            does not match (``CheckpointError``), or :class:`InsufficientMemoryError`.
+            does not match (``CheckpointError``), a memory budget too small, or :class:`InsufficientMemoryError`.
         TypeError: a keyword that is not a :class:`ReconstructOptions` field.
     """
     opts = _with_overrides(options, overrides)
@@ -87,24 +101,69 @@ def reconstruct(
         net = _load_model(model, device, opts.runtime)
     resolution = opts.resolution or _native_resolution(net)
     with _stage("load images", timings):
-        if is_tensor:
-            prepared = prepare_tensor(inputs, opts.mode, resolution, progress)
-        else:
-            frames = resolve_inputs(paths, opts.sampling.fps, opts.sampling.max_frames, progress)
-            prepared = prepare_frames(frames, opts.mode, resolution, progress)
-    num_frames = prepared.images.shape[0]
-    if opts.reference >= num_frames:
-        raise ValueError(
-            f"reference frame {opts.reference} is out of range: {num_frames} frame(s), "
-            f"indices 0..{num_frames - 1}"
+        feed = _feed(inputs if is_tensor else paths, opts, resolution, progress)
+    _check_reference(opts.reference, feed.num_frames)
+    plan = _plan(net, feed, opts)
+    inference = InferenceOptions(dtype=opts.torch_dtype, max_memory=plan.model_budget)
+    if plan.chunked:
+        rec = reconstruct_chunked(
+            lambda images: _infer(net, images, device, inference, chunked=True),
+            feed,
+            plan,
+            ChunkedOptions(opts.loop_closure, opts.reference, opts.mode, opts.work_dir),
+            refine=refine_chunk,
+            progress=progress,
         )
+    else:
+        rec = _one_pass(net, feed, opts, device, inference, timings, progress)
+    for stage, seconds in timings.items():  # chunked runs also time loading images inside the chunks
+        rec.timings[stage] = rec.timings.get(stage, 0.0) + seconds
+    return rec
+
+
+def _feed(inputs: Any, opts: ReconstructOptions, resolution: int, progress: Progress | None) -> FrameFeed:
+    """The frames to reconstruct: prepared at once for a tensor, planned (nothing decoded) for files."""
+    if isinstance(inputs, (torch.Tensor, np.ndarray)):
+        return TensorFeed(prepare_tensor(inputs, opts.mode, resolution, progress))
+    refs = plan_frames(inputs, opts.sampling.fps, opts.sampling.max_frames)
+    return PathFeed(refs, opts.mode, resolution)
+
+
+def _check_reference(reference: int, num_frames: int) -> None:
+    if reference >= num_frames:
+        raise ValueError(
+            f"reference frame {reference} is out of range: {num_frames} frame(s), indices 0..{num_frames - 1}"
+        )
+
+
+def _plan(net: torch.nn.Module, feed: FrameFeed, opts: ReconstructOptions) -> RunPlan:
+    """One pass, unless chunks are asked for or the memory budget calls for them (the frame size is read only
+    then)."""
+    if opts.chunk_size is None and opts.max_memory is None:
+        return RunPlan.one_pass(feed.num_frames)
+    return plan_run(
+        net, feed.num_frames, feed.hw, opts.torch_dtype, opts.chunk_size, opts.overlap, opts.max_memory
+    )
+
+
+def _one_pass(
+    net: torch.nn.Module | OnnxVGGT,
+    feed: FrameFeed,
+    opts: ReconstructOptions,
+    device: torch.device,
+    inference: InferenceOptions,
+    timings: dict[str, float],
+    progress: Progress | None,
+) -> Reconstruction:
+    """Every frame in one forward pass, the reference frame first (the model's world frame)."""
+    with _stage("load images", timings):
+        prepared = feed.take_all(progress)
+    num_frames = prepared.images.shape[0]
     order = [opts.reference, *[i for i in range(num_frames) if i != opts.reference]]
     with _stage("inference", timings, progress):
-        out = _infer(net, prepared.images[order], device, opts.torch_dtype)
+        out = _infer(net, prepared.images[order], device, inference)
     with _stage("postprocess", timings, progress):
-        rec = _postprocess(out, np.argsort(order), prepared, opts.reference, opts.mode)
-    rec.timings.update(timings)
-    return rec
+        return _postprocess(out, np.argsort(order), prepared, opts.reference, opts.mode)
 
 
 def _with_overrides(options: ReconstructOptions | None, overrides: dict[str, Any]) -> ReconstructOptions:
@@ -118,14 +177,15 @@ def _with_overrides(options: ReconstructOptions | None, overrides: dict[str, Any
 
 @contextlib.contextmanager
 def _stage(name: str, timings: dict[str, float], progress: Progress | None = None) -> Iterator[None]:
-    """Time a stage into ``timings[name with underscores]``; report its start and end to ``progress``."""
+    """Add a stage's time to ``timings[name with underscores]``; report its start and end to ``progress``."""
     start = time.perf_counter()
     if progress is not None:
         progress(name, 0, 1)
     yield
     if progress is not None:
         progress(name, 1, 1)
-    timings[name.replace(" ", "_")] = time.perf_counter() - start
+    key = name.replace(" ", "_")
+    timings[key] = timings.get(key, 0.0) + time.perf_counter() - start
 
 
 # ----------------------------------------------------------------------------------------------- model
@@ -134,17 +194,8 @@ def _load_model(model: Any, device: torch.device, runtime: str = "torch") -> VGG
     needs."""
     if runtime == "onnx" or isinstance(model, OnnxVGGT):
         net = _load_onnx_model(model, device)
-    elif isinstance(model, VGGT):
-        net = model.to(device).eval()
-    elif isinstance(model, (str, Path)):
-        if str(model).lower().endswith(".onnx"):
-            raise ValueError(f"{model} is an ONNX model; run it with runtime='onnx'")
-        net = VGGT.from_pretrained(model, map_location=device)
     else:
-        raise ValueError(
-            "model must be a vggtkit.VGGT or a checkpoint source (bundled name, folder, weights file or hub "
-            f"id), got {type(model).__name__}"
-        )
+        net = _load_torch_model(model, device)
     cfg = net.config
     if not (cfg.enable_camera and cfg.enable_depth):
         raise ValueError("the model has no camera or no depth head; reconstruction needs both")
@@ -153,6 +204,19 @@ def _load_model(model: Any, device: torch.device, runtime: str = "torch") -> VGG
             f"the model's patch size is {cfg.patch_size}; the image preprocessing uses {PATCH_SIZE}"
         )
     return net
+
+
+def _load_torch_model(model: Any, device: torch.device) -> VGGT:
+    if isinstance(model, VGGT):
+        return model.to(device).eval()
+    if not isinstance(model, (str, Path)):
+        raise ValueError(
+            "model must be a vggtkit.VGGT or a checkpoint source (bundled name, folder, weights file or hub "
+            f"id), got {type(model).__name__}"
+        )
+    if str(model).lower().endswith(".onnx"):
+        raise ValueError(f"{model} is an ONNX model; run it with runtime='onnx'")
+    return VGGT.from_pretrained(model, map_location=device)
 
 
 def _load_onnx_model(model: Any, device: torch.device) -> OnnxVGGT:
@@ -171,29 +235,38 @@ def _native_resolution(net: VGGT | OnnxVGGT) -> int:
 
 
 def _run_model(
-    model: torch.nn.Module, images: torch.Tensor, device: torch.device, dtype: torch.dtype
+    model: torch.nn.Module, images: torch.Tensor, device: torch.device, inference: InferenceOptions
 ) -> dict:
     """One forward pass: images (S, 3, H, W) in [0, 1] -> the model's prediction dict (batch of 1).
 
-    The only place the model is called. The aggregator computes in ``dtype`` without autocast (its residual
-    stream stays float32, its weights are not converted); the heads run in float32.
+    The only place the model is called. The aggregator computes in ``inference.dtype`` without autocast (its
+    residual stream stays float32, its weights are not converted); the heads run in float32; chunk sizes inside
+    the pass follow ``inference.max_memory``.
     """
     images = images.to(device)
     with torch.inference_mode():
-        return model(images, options=InferenceOptions(dtype=dtype))
+        return model(images, options=inference)
 
 
-def _infer(model: torch.nn.Module, images: torch.Tensor, device: torch.device, dtype: torch.dtype) -> dict:
+def _infer(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    device: torch.device,
+    inference: InferenceOptions,
+    chunked: bool = False,
+) -> dict:
     """:func:`_run_model`, with running out of memory turned into an :class:`InsufficientMemoryError`."""
     try:
-        return _run_model(model, images, device, dtype)
+        return _run_model(model, images, device, inference)
     except (RuntimeError, MemoryError) as exc:
         if not _is_oom(exc):
             raise
         if device.type == "cuda":
             torch.cuda.empty_cache()
         hw = (int(images.shape[-2]), int(images.shape[-1]))
-        raise InsufficientMemoryError(_oom_message(len(images), hw, device, dtype)) from exc
+        raise InsufficientMemoryError(
+            _oom_message(len(images), hw, device, inference.dtype, chunked)
+        ) from exc
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -203,9 +276,16 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("out of memory" in text or "not enough memory" in text)
 
 
-def _oom_message(num_frames: int, hw: tuple[int, int], device: torch.device, dtype: torch.dtype) -> str:
+def _oom_message(
+    num_frames: int, hw: tuple[int, int], device: torch.device, dtype: torch.dtype, chunked: bool
+) -> str:
     """What ran out, and the options that reduce memory, as ``option=value`` suggestions."""
-    tips = [f"fewer frames (max_frames={max(num_frames // 2, 1)})"]
+    if chunked:
+        tips = [f"smaller chunks (chunk_size={max(num_frames // 2, 2)})"]
+    else:
+        tips = [f"fewer frames (max_frames={max(num_frames // 2, 1)})"]
+        if num_frames >= 4:
+            tips.insert(0, f"chunks (chunk_size={num_frames // 2}, or max_memory to choose them)")
     if dtype == torch.float32:
         tips.append("dtype='bfloat16'")
     width = hw[1]
@@ -219,56 +299,24 @@ def _oom_message(num_frames: int, hw: tuple[int, int], device: torch.device, dty
 
 
 # ----------------------------------------------------------------------------------------------- outputs
-def _numpy(value: torch.Tensor, inverse: np.ndarray) -> np.ndarray:
-    """(1, S, ...) tensor -> (S, ...) float32 numpy array back in input order."""
-    return value[0].detach().float().cpu().numpy()[inverse]
-
-
-def _repair_focals(intrinsic: np.ndarray, names: Sequence[str], hw: tuple[int, int]) -> None:
-    """Replace non-finite or non-positive focal lengths in place (a camera head predicting a field of view of
-    0, as untrained weights do): use the other axis' focal (square pixels), else a 60 degree field of view."""
-    for i, K in enumerate(intrinsic):
-        fx, fy = K[0, 0], K[1, 1]
-        ok_x, ok_y = bool(np.isfinite(fx) and fx > 0), bool(np.isfinite(fy) and fy > 0)
-        if ok_x and ok_y:
-            continue
-        if ok_x or ok_y:
-            K[0, 0] = K[1, 1] = fx if ok_x else fy
-        else:
-            K[0, 0] = K[1, 1] = (max(hw) / 2) / np.tan(np.radians(30.0))
-        logger.warning(
-            "frame %s: the camera head predicted a degenerate field of view (fx=%.4g, fy=%.4g); using f=%.4g "
-            "(untrained weights?)",
-            names[i],
-            fx,
-            fy,
-            K[0, 0],
-        )
-
-
 def _postprocess(
     out: dict, inverse: np.ndarray, prepared: PreparedFrames, reference: int, mode: str
 ) -> Reconstruction:
     h, w = prepared.images.shape[-2:]
-    pose_enc = _numpy(out["pose_enc"], inverse)
-    extrinsic, intrinsic = pose_encoding_to_extri_intri(torch.from_numpy(pose_enc).double(), (h, w))
-    extrinsic_np = extrinsic.numpy()
-    intrinsic_np = intrinsic.numpy()
-    _repair_focals(intrinsic_np, prepared.names, (h, w))
-    depth = _numpy(out["depth"], inverse)
-    world_points_from_depth = unproject_depth_map_to_point_map(depth, extrinsic_np, intrinsic_np)
-    has_points = "world_points" in out
+    names = [prepared.names[i] for i in np.argsort(inverse)]  # in the order the model saw the frames
+    pred = prediction_from_output(out, np.argsort(inverse), names, (h, w)).subset(range(len(inverse)))
+    world_points_from_depth = unproject_depth_map_to_point_map(pred.depth, pred.extrinsic, pred.intrinsic)
     return Reconstruction(
-        pose_enc=pose_enc,
-        extrinsic=extrinsic_np,
-        intrinsic=intrinsic_np,
-        depth=depth,
-        depth_conf=_numpy(out["depth_conf"], inverse),
-        world_points=_numpy(out["world_points"], inverse) if has_points else None,
-        world_points_conf=_numpy(out["world_points_conf"], inverse) if has_points else None,
+        pose_enc=pred.pose_enc,
+        extrinsic=pred.extrinsic,
+        intrinsic=pred.intrinsic,
+        depth=pred.depth,
+        depth_conf=pred.depth_conf,
+        world_points=pred.world_points,
+        world_points_conf=pred.world_points_conf,
         world_points_from_depth=world_points_from_depth.astype(np.float32),
         images=prepared.images.numpy(),
-        intrinsic_original=prepared.original_from_model @ intrinsic_np,
+        intrinsic_original=prepared.original_from_model @ pred.intrinsic,
         original_from_model=prepared.original_from_model,
         original_hw=prepared.original_hw,
         names=prepared.names,

@@ -137,9 +137,15 @@ class PeakMemory:
         meter.peak_bytes, meter.start_bytes
     """
 
-    def __init__(self, device: torch.device | str = "cpu", interval: float = 0.05) -> None:
+    def __init__(
+        self, device: torch.device | str = "cpu", interval: float = 0.05, shared: bool = False
+    ) -> None:
+        """``shared``: other measurements may run at the same time in this process (a server's concurrent
+        requests), so the process-wide peak is never reset: the RSS is sampled instead (CPU), and on CUDA the
+        allocator's peak is read without a reset (an upper bound)."""
         self.device = torch.device(device)
         self.interval = interval
+        self.shared = shared
         self.start_bytes = 0
         self.peak_bytes = 0
         self._stop = threading.Event()
@@ -154,13 +160,15 @@ class PeakMemory:
         """Release free memory, reset the peak and return the baseline in bytes."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats(self.device)
+            if not self.shared:
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(self.device)
             self.start_bytes = self.peak_bytes = torch.cuda.memory_allocated(self.device)
             return self.start_bytes
-        release_free_memory()
+        if not self.shared:
+            release_free_memory()
         self.start_bytes = self.peak_bytes = rss_bytes()
-        if not _reset_high_water_mark():
+        if self.shared or not _reset_high_water_mark():
             self._stop.clear()
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
@@ -175,6 +183,8 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             return int(torch.cuda.max_memory_allocated(self.device))
+        if self.shared:
+            return max(self.peak_bytes, rss_bytes())
         return max(self.peak_bytes, _high_water_mark(), rss_bytes())
 
     def stop(self) -> int:

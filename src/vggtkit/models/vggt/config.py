@@ -79,44 +79,53 @@ class VGGTConfig:
 
     # ------------------------------------------------------------------ validation
     def _validate(self) -> None:
-        def positive(*names: str) -> None:
-            for name in names:
-                if getattr(self, name) <= 0:
-                    raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        self._check_positive()
+        self._check_attention()
+        self._check_patch_embed()
+        self._check_dense_heads()
+        self._check_track_head()
+        if not any((self.enable_camera, self.enable_depth, self.enable_point, self.enable_track)):
+            raise ValueError("at least one head must be enabled")
 
-        positive("img_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "rope_freq")
-        positive("aa_block_size", "camera_trunk_depth", "camera_num_heads", "dpt_features", "track_features")
-        positive("track_hidden_size", "track_corr_levels", "track_corr_radius", "track_iters", "track_stride")
+    def _check_positive(self) -> None:
+        for name in (
+            "img_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "rope_freq",
+            "aa_block_size", "camera_trunk_depth", "camera_num_heads", "dpt_features", "track_features",
+            "track_hidden_size", "track_corr_levels", "track_corr_radius", "track_iters", "track_stride",
+        ):  # fmt: skip
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if self.num_register_tokens < 0:
             raise ValueError(f"num_register_tokens must be >= 0, got {self.num_register_tokens}")
         if self.img_size % self.patch_size:
             raise ValueError(f"img_size={self.img_size} is not a multiple of patch_size={self.patch_size}")
-        if self.embed_dim % self.num_heads:
-            raise ValueError(f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}")
+
+    def _check_attention(self) -> None:
+        _divisible("embed_dim", self.embed_dim, "num_heads", self.num_heads)
         head_dim = self.embed_dim // self.num_heads
         if head_dim % 4:
             raise ValueError(
                 f"embed_dim/num_heads={head_dim} must be a multiple of 4 for the 2-D rotary embedding "
                 "(two axes, each rotated in halves)"
             )
-        if (2 * self.embed_dim) % self.camera_num_heads:
-            raise ValueError(
-                f"camera head width 2*embed_dim={2 * self.embed_dim} is not divisible by "
-                f"camera_num_heads={self.camera_num_heads}"
-            )
-        if self.patch_embed not in PATCH_EMBED_KINDS:
-            raise ValueError(f"patch_embed must be one of {PATCH_EMBED_KINDS}, got {self.patch_embed!r}")
-        if self.patch_embed == "dinov2":
-            positive("patch_embed_depth", "patch_embed_num_heads")
-            if self.embed_dim % self.patch_embed_num_heads:
-                raise ValueError(
-                    f"embed_dim={self.embed_dim} is not divisible by patch_embed_num_heads="
-                    f"{self.patch_embed_num_heads}"
-                )
+        _divisible(
+            "camera head width 2*embed_dim", 2 * self.embed_dim, "camera_num_heads", self.camera_num_heads
+        )
         if sorted(self.aa_order) != sorted(ATTENTION_KINDS):
             raise ValueError(f"aa_order must hold 'frame' and 'global' once each, got {self.aa_order!r}")
         if self.depth % self.aa_block_size:
             raise ValueError(f"depth={self.depth} is not a multiple of aa_block_size={self.aa_block_size}")
+
+    def _check_patch_embed(self) -> None:
+        if self.patch_embed not in PATCH_EMBED_KINDS:
+            raise ValueError(f"patch_embed must be one of {PATCH_EMBED_KINDS}, got {self.patch_embed!r}")
+        if self.patch_embed == "dinov2":
+            for name in ("patch_embed_depth", "patch_embed_num_heads"):
+                if getattr(self, name) <= 0:
+                    raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+            _divisible("embed_dim", self.embed_dim, "patch_embed_num_heads", self.patch_embed_num_heads)
+
+    def _check_dense_heads(self) -> None:
         if len(self.dpt_out_channels) != 4 or len(self.dpt_layers) != 4:
             raise ValueError("dpt_out_channels and dpt_layers must have exactly 4 entries each")
         if any(c <= 0 for c in self.dpt_out_channels):
@@ -126,15 +135,16 @@ class VGGTConfig:
                 raise ValueError(f"dpt_layers entry {layer} is out of range for depth={self.depth}")
         if self.dpt_features % 2:
             raise ValueError(f"dpt_features must be even, got {self.dpt_features}")
-        if self.enable_track:
-            if self.track_features % 4:
-                raise ValueError(f"track_features must be a multiple of 4, got {self.track_features}")
-            if self.track_hidden_size % 8:
-                raise ValueError(
-                    f"track_hidden_size must be a multiple of the tracker's 8 heads, got {self.track_hidden_size}"
-                )
-        if not any((self.enable_camera, self.enable_depth, self.enable_point, self.enable_track)):
-            raise ValueError("at least one head must be enabled")
+
+    def _check_track_head(self) -> None:
+        if not self.enable_track:
+            return
+        if self.track_features % 4:
+            raise ValueError(f"track_features must be a multiple of 4, got {self.track_features}")
+        if self.track_hidden_size % 8:
+            raise ValueError(
+                f"track_hidden_size must be a multiple of the tracker's 8 heads, got {self.track_hidden_size}"
+            )
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -164,6 +174,11 @@ class VGGTConfig:
         if unknown:
             raise ValueError(f"unknown VGGTConfig field(s) {unknown}; known fields: {sorted(known)}")
         return cls(**d)
+
+
+def _divisible(name: str, value: int, by_name: str, by: int) -> None:
+    if value % by:
+        raise ValueError(f"{name}={value} is not divisible by {by_name}={by}")
 
 
 # Named architectures (fields that differ from VGGT-1B). "tiny" is for tests, "tiny-synthetic" is the shipped

@@ -1,4 +1,5 @@
-"""Patch embedders: the DINOv2 ViT with registers (as in the released checkpoint) and a plain convolution."""
+"""Patch embedders: the DINOv2 ViT with registers (as in the released checkpoint) and a plain convolution
+(:class:`~vggtkit.layers.patch_embed.ConvPatchEmbed`)."""
 
 from __future__ import annotations
 
@@ -11,23 +12,8 @@ from torch import Tensor, nn
 from vggtkit.inference.plan import ExecutionPlan
 from vggtkit.layers import Block
 from vggtkit.layers.init import normal_
+from vggtkit.layers.patch_embed import ConvPatchEmbed
 from vggtkit.models.common import run_block
-
-
-class ConvPatchEmbed(nn.Module):
-    """Non-overlapping patchify convolution (key ``proj``)."""
-
-    def __init__(self, patch_size: int, embed_dim: int, in_chans: int = 3) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
-
-    def forward(self, x: Tensor, plan: ExecutionPlan | None = None) -> Tensor:
-        """x: (N, 3, H, W) normalised images -> float32 patch tokens (N, H/p * W/p, C), row-major."""
-        dtype = (plan or ExecutionPlan()).dtype
-        proj = self.proj
-        bias = None if proj.bias is None else proj.bias.to(dtype)
-        out = F.conv2d(x.to(dtype), proj.weight.to(dtype), bias, stride=proj.stride)
-        return out.flatten(2).transpose(1, 2).float()
 
 
 class DinoVisionTransformer(nn.Module):

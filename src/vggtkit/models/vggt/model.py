@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from vggtkit.inference import (
-    ExecutionPlan,
-    InferenceOptions,
-    ModelDims,
-    as_options,
-    plan_inference,
-    weights_nbytes,
-)
+from vggtkit.inference import ExecutionPlan, InferenceOptions, ModelDims
 from vggtkit.layers.dpt import DenseRun
+from vggtkit.models.common import FamilyModel, check_images, float32_arithmetic, progress_counter
 from vggtkit.models.vggt.aggregator import Aggregator
 from vggtkit.models.vggt.config import VGGTConfig
 from vggtkit.models.vggt.heads import CameraHead, DPTHead, TrackHead
-from vggtkit.utils.memory import free_device_memory
-from vggtkit.weights import Checkpoint, build_config, load_checkpoint, load_strict, save_pretrained
+from vggtkit.weights import Checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -33,56 +24,32 @@ def _check_inputs(
     images: Tensor, query_points: Tensor | None, patch_size: int
 ) -> tuple[Tensor, Tensor | None]:
     """Validate and batch the public inputs. Returns images (B, S, 3, H, W) and queries (B, N, 2) or None."""
-    if not isinstance(images, Tensor):
-        raise ValueError(f"images must be a torch.Tensor, got {type(images).__name__}")
-    if images.ndim == 4:
-        images = images.unsqueeze(0)
-    if images.ndim != 5:
-        raise ValueError(
-            f"images must have shape (S, 3, H, W) or (B, S, 3, H, W), got {tuple(images.shape)}; "
-            "stack frames along a new first axis"
-        )
-    if images.shape[2] != 3:
-        raise ValueError(
-            f"images must have 3 colour channels (RGB) on axis -3, got shape {tuple(images.shape)}"
-        )
-    H, W = images.shape[-2:]
-    if H % patch_size or W % patch_size or H == 0 or W == 0:
-        raise ValueError(
-            f"image height and width must be positive multiples of the patch size {patch_size}, got {H}x{W}; "
-            "resize or crop them (vggtkit.load_and_preprocess_images does this)"
-        )
-    if not images.is_floating_point():
-        raise ValueError(
-            f"images must be floating point in [0, 1], got dtype {images.dtype}; divide uint8 by 255"
-        )
-    lo, hi = images.min().item(), images.max().item()
-    if lo < 0 or hi > 1:
-        raise ValueError(
-            f"image values must lie in [0, 1], got min {lo:.4g} and max {hi:.4g}; "
-            "pass un-normalised RGB scaled to [0, 1] (the model applies ImageNet normalisation itself)"
-        )
-    if query_points is not None:
-        if not isinstance(query_points, Tensor):
-            raise ValueError(f"query_points must be a torch.Tensor, got {type(query_points).__name__}")
-        if query_points.ndim == 2:
-            query_points = query_points.unsqueeze(0)
-        if query_points.ndim != 3 or query_points.shape[-1] != 2:
-            raise ValueError(
-                f"query_points must have shape (N, 2) or (B, N, 2) as pixel (x, y) in frame 0, "
-                f"got {tuple(query_points.shape)}"
-            )
-        if query_points.shape[0] != images.shape[0]:
-            raise ValueError(
-                f"query_points batch {query_points.shape[0]} does not match the image batch {images.shape[0]}"
-            )
-        if query_points.shape[1] == 0:
-            raise ValueError("query_points is empty; pass at least one (x, y) point or None")
-        query_points = query_points.to(device=images.device, dtype=torch.float32)
-    return images, query_points
+    images = check_images(images, patch_size, whole_patches=True)
+    if query_points is None:
+        return images, None
+    return images, _check_queries(query_points, images)
 
 
-class VGGT(nn.Module):
+def _check_queries(query_points: Tensor, images: Tensor) -> Tensor:
+    if not isinstance(query_points, Tensor):
+        raise ValueError(f"query_points must be a torch.Tensor, got {type(query_points).__name__}")
+    if query_points.ndim == 2:
+        query_points = query_points.unsqueeze(0)
+    if query_points.ndim != 3 or query_points.shape[-1] != 2:
+        raise ValueError(
+            f"query_points must have shape (N, 2) or (B, N, 2) as pixel (x, y) in frame 0, "
+            f"got {tuple(query_points.shape)}"
+        )
+    if query_points.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"query_points batch {query_points.shape[0]} does not match the image batch {images.shape[0]}"
+        )
+    if query_points.shape[1] == 0:
+        raise ValueError("query_points is empty; pass at least one (x, y) point or None")
+    return query_points.to(device=images.device, dtype=torch.float32)
+
+
+class VGGT(FamilyModel):
     """Visual Geometry Grounded Transformer (Wang et al., CVPR 2025).
 
     ``forward(images, query_points=None)`` returns a dict with the official keys:
@@ -90,6 +57,8 @@ class VGGT(nn.Module):
         world_points (B, S, H, W, 3), world_points_conf (B, S, H, W), images (B, S, 3, H, W) in eval mode,
         and with query points: track (B, S, N, 2), vis (B, S, N), conf (B, S, N).
     """
+
+    config_class = VGGTConfig
 
     def __init__(self, config: VGGTConfig | None = None, **kwargs: Any) -> None:
         super().__init__()
@@ -161,7 +130,7 @@ class VGGT(nn.Module):
         logger.debug("execution plan: %s", plan)
         tick = self._progress_counter(query_points is not None, progress)
         # Precision is the plan's: an ambient autocast would run the heads in reduced precision.
-        with torch.autocast(images.device.type, enabled=False):
+        with torch.autocast(images.device.type, enabled=False), float32_arithmetic(images.device, plan):
             tokens, patch_start_idx = self.aggregator(images, plan, tick)
             predictions = self._run_heads(tokens, images, patch_start_idx, query_points, plan, tick)
         if return_all_layers:
@@ -169,46 +138,6 @@ class VGGT(nn.Module):
         if not self.training:
             predictions["images"] = images
         return predictions
-
-    def plan(
-        self,
-        images: Tensor,
-        options: InferenceOptions | ExecutionPlan | str | torch.dtype | None = None,
-        keep_all_layers: bool = False,
-    ) -> ExecutionPlan:
-        """The execution plan of a forward pass over ``images`` (B, S, 3, H, W).
-
-        An :class:`ExecutionPlan` is used as given. Options (None: float32, or the dtype of an enabled ambient
-        autocast) are planned for these inputs and this device by :func:`~vggtkit.inference.plan_inference`:
-        without autograd, a lean plan (only the layers the heads read, chunks that fit the memory budget, in-place
-        updates); with autograd, nothing in place and no chunking unless asked.
-
-        Raises:
-            ValueError: an in-place plan while gradients are recorded, float16 on a CPU, or a budget too small.
-        """
-        opts = as_options(options)
-        if isinstance(opts, ExecutionPlan):
-            plan = opts
-        else:
-            if opts is None:
-                device_type = images.device.type
-                autocast = torch.is_autocast_enabled(device_type)
-                opts = InferenceOptions(
-                    dtype=torch.get_autocast_dtype(device_type) if autocast else torch.float32
-                )
-            opts.check_device(images.device)
-            plan = plan_inference(
-                self.dims(keep_all_layers), tuple(images.shape), opts, images.device, weights_nbytes(self),
-                autograd=torch.is_grad_enabled(), available_bytes=free_device_memory(images.device),
-            )  # fmt: skip
-        if keep_all_layers and not plan.keep_all_layers:
-            plan = dataclasses.replace(plan, keep_all_layers=True)
-        if plan.in_place and torch.is_grad_enabled():
-            raise ValueError(
-                "this execution plan updates activations in place, which autograd cannot record: run the model "
-                "under torch.no_grad() or torch.inference_mode(), or use a plan with in_place=False"
-            )
-        return plan
 
     def dims(self, keep_all_layers: bool = False) -> ModelDims:
         """The sizes the planner needs (see :class:`~vggtkit.inference.ModelDims`)."""
@@ -227,16 +156,7 @@ class VGGT(nn.Module):
     ) -> Callable[[], None]:
         """A tick() reporting (done, total) steps: patch embedder, every block, every head that runs."""
         heads = [self.camera_head, self.depth_head, self.point_head, self.track_head if with_tracks else None]
-        total = 1 + 2 * self.config.depth + sum(h is not None for h in heads)
-        done = 0
-
-        def tick() -> None:
-            nonlocal done
-            done += 1
-            if progress is not None:
-                progress(done, total)
-
-        return tick
+        return progress_counter(1 + 2 * self.config.depth + sum(h is not None for h in heads), progress)
 
     def _run_heads(
         self,
@@ -289,39 +209,6 @@ class VGGT(nn.Module):
 
     # ------------------------------------------------------------------ checkpoints
     @classmethod
-    def from_checkpoint(
-        cls,
-        checkpoint: Checkpoint,
-        config: VGGTConfig | None = None,
-        map_location: str | torch.device = "cpu",
-    ) -> VGGT:
-        """The model of a read checkpoint, loaded strictly. The config is, in order: ``config``, the checkpoint's
-        ``config.json``, or the VGGT-1B defaults (the official ``model.pt`` comes without one)."""
-        if config is None:
-            origin = str(checkpoint.config_path)
-            config = (
-                VGGTConfig()
-                if checkpoint.config is None
-                else build_config(VGGTConfig, checkpoint.config, origin)
-            )
-        return load_strict(lambda: cls(config), checkpoint, map_location)
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        source: str | Path,
-        *,
-        config: VGGTConfig | None = None,
-        map_location: str | torch.device = "cpu",
-        cache_dir: str | Path | None = None,
-        revision: str | None = None,
-        local_files_only: bool | None = None,
-    ) -> VGGT:
-        """Load a model strictly from a bundled name, a local folder, a weights file or a Hugging Face hub id
-        (see :func:`vggtkit.weights.resolve_checkpoint`); returns it in eval mode."""
-        checkpoint = load_checkpoint(source, map_location, cache_dir, revision, local_files_only)
-        return cls.from_checkpoint(checkpoint, config, map_location)
-
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` (Hugging Face layout) into ``directory``."""
-        return save_pretrained(self, directory)
+    def default_config(cls, checkpoint: Checkpoint) -> VGGTConfig:
+        """VGGT-1B's configuration: the official ``model.pt`` comes without a config.json."""
+        return VGGTConfig()

@@ -14,13 +14,12 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vggtkit.layers.dpt import (
     ConvRunner,
     DenseRun,
-    FeatureFusionBlock,
+    DPTFusion,
     add_uv_position_embedding_,
     interpolate_bilinear,
 )
@@ -28,7 +27,7 @@ from vggtkit.models.vggt.heads.activations import apply_conf_activation, apply_p
 from vggtkit.utils.memory import release_free_memory
 
 
-class DPTHead(nn.Module):
+class DPTHead(DPTFusion):
     """Dense prediction head (Ranftl et al.) over four aggregator layers (keys as the released checkpoint)."""
 
     def __init__(
@@ -45,32 +44,13 @@ class DPTHead(nn.Module):
         feature_only: bool = False,
         down_ratio: int = 1,
     ) -> None:
-        super().__init__()
-        self.patch_size = patch_size
+        super().__init__(
+            dim_in, patch_size, features, out_channels, intermediate_layer_idx, pos_embed=pos_embed
+        )
         self.activation = activation
         self.conf_activation = conf_activation
-        self.pos_embed = pos_embed
         self.feature_only = feature_only
         self.down_ratio = down_ratio
-        self.intermediate_layer_idx = tuple(intermediate_layer_idx)
-        oc = tuple(out_channels)
-        self.norm = nn.LayerNorm(dim_in)
-        self.projects = nn.ModuleList(nn.Conv2d(dim_in, c, 1) for c in oc)
-        self.resize_layers = nn.ModuleList(
-            [
-                nn.ConvTranspose2d(oc[0], oc[0], kernel_size=4, stride=4),
-                nn.ConvTranspose2d(oc[1], oc[1], kernel_size=2, stride=2),
-                nn.Identity(),
-                nn.Conv2d(oc[3], oc[3], kernel_size=3, stride=2, padding=1),
-            ]
-        )
-        self.scratch = nn.Module()
-        for i, c in enumerate(oc, start=1):
-            setattr(self.scratch, f"layer{i}_rn", nn.Conv2d(c, features, 3, padding=1, bias=False))
-        self.scratch.refinenet1 = FeatureFusionBlock(features)
-        self.scratch.refinenet2 = FeatureFusionBlock(features)
-        self.scratch.refinenet3 = FeatureFusionBlock(features)
-        self.scratch.refinenet4 = FeatureFusionBlock(features, has_residual=False)
         if feature_only:
             self.scratch.output_conv1 = nn.Conv2d(features, features, 3, padding=1)
         else:
@@ -125,7 +105,7 @@ class DPTHead(nn.Module):
             f1 = min(f0 + chunk, n)
             if run.release_memory:
                 release_free_memory()
-            low = self._trunk(conv, [t[f0:f1] for t in layers], (H, W), patch_start_idx)
+            low = self.fuse(conv, [t[f0:f1] for t in layers], (H, W), patch_start_idx)
             for r0 in range(0, out_hw[0], band):
                 r1 = min(r0 + band, out_hw[0])
                 if run.release_memory:
@@ -133,31 +113,6 @@ class DPTHead(nn.Module):
                 out.write((f0, f1), (r0, r1), self._tail_rows(conv, low, (r0, r1), out_hw, W / H))
             del low
         return out.result(B, S)
-
-    def _trunk(
-        self, conv: ConvRunner, layers: Sequence[Tensor], image_hw: tuple[int, int], patch_start_idx: int
-    ) -> Tensor:
-        """The head on 4 tokens (N, P, C_in) up to refinenet1 before its x2 resize: (N, F, 4h, 4w)."""
-        H, W = image_hw
-        grid_h, grid_w = H // self.patch_size, W // self.patch_size
-        norm, s = self.norm, self.scratch
-        rn = []
-        for k, tokens in enumerate(layers):
-            x = F.layer_norm(tokens[:, patch_start_idx:].float(), norm.normalized_shape, norm.weight.float(),
-                             norm.bias.float(), norm.eps).to(conv.dtype)  # fmt: skip
-            x = x.view(x.shape[0], grid_h, grid_w, x.shape[-1]).permute(0, 3, 1, 2)  # channels-last memory
-            if not conv.channels_last:
-                x = x.contiguous()
-            x = conv(self.projects[k], x)
-            if self.pos_embed:
-                add_uv_position_embedding_(x, W / H)
-            # Straight to the 3x3 *_rn convolution: only the F-channel maps are kept, not the wider resized ones.
-            rn.append(conv(getattr(s, f"layer{k + 1}_rn"), conv(self.resize_layers[k], x)))
-            del x
-        out = s.refinenet4(rn.pop(), None, rn[2].shape[2:], conv)
-        out = s.refinenet3(out, rn.pop(), rn[1].shape[2:], conv)
-        out = s.refinenet2(out, rn.pop(), rn[0].shape[2:], conv)
-        return s.refinenet1(out, rn.pop(), out.shape[2:], conv)
 
     def _tail_rows(
         self, conv: ConvRunner, low: Tensor, rows: tuple[int, int], out_hw: tuple[int, int], aspect: float

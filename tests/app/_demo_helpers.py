@@ -1,0 +1,27 @@
+"""Constants and helpers shared by the web-demo tests (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+RESOLUTION = 56  # model input width in the tests: 56x42 maps, fast on 2 CPU cores
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium (scripts/setup.sh), driven through Playwright
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
