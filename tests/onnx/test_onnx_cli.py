@@ -58,6 +58,28 @@ def test_reconstruct_mistakes_with_onnx(golden_onnx, tmp_path, capsys):
     assert "is an ONNX model; run it with --runtime onnx" in line
     line = _error_line(capsys, [*base, "--runtime", "onnx", "--checkpoint", "tiny-synthetic"])
     assert "ONNX model tiny-synthetic does not exist" in line
+    line = _error_line(capsys, [*base, *onnx, "--max-memory", "4GB"])
+    assert "--max-memory plans the PyTorch model's memory; with --runtime onnx give --chunk-size" in line
+
+
+def test_reconstruct_in_chunks_with_onnx(golden_onnx, tmp_path, capsys):
+    photos = _photos(tmp_path / "photos", (140, 100), count=5)
+    argv = ["reconstruct", str(photos), "-o", str(tmp_path / "out"), "--runtime", "onnx"]
+    argv += ["--checkpoint", str(golden_onnx), "--chunk-size", "3", "--overlap", "1", "--export", "npz"]
+    assert main([*argv, "--device", "cpu"]) == 0
+    assert "reconstructed 5 frames at 98x70" in capsys.readouterr().out
+
+
+def test_vggt_omega_is_refused(tmp_path, capsys):
+    from vggtkit import VGGTOmega
+    from vggtkit.models.omega import omega_preset_config
+
+    folder = VGGTOmega(omega_preset_config("tiny")).save_pretrained(tmp_path / "omega")
+    argv = ["export-onnx", "--checkpoint", str(folder), "-o", str(tmp_path / "omega.onnx")]
+    for extra in ([], ["--tracks"]):
+        line = _error_line(capsys, [*argv, *extra])
+        assert "supports the VGGT family; VGGT-Omega models are not exported" in line
+    assert not (tmp_path / "omega.onnx").exists()
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from vggtkit import VGGT, VGGTConfig, tiny_config
+from vggtkit import VGGT, VGGTConfig, VGGTOmega, tiny_config
+from vggtkit.models.omega import omega_preset_config
 from vggtkit.models.vggt.config import preset_config
 from vggtkit.onnx import OnnxExportOptions, OnnxModelInfo, OnnxVGGT, export_onnx
 from vggtkit.onnx.export import export_info
@@ -41,6 +42,8 @@ def test_export_checks_size_heads_model_and_path(no_track_model, tmp_path):
         export_info(no_track_model, OnnxExportOptions(image_hw=(70, 100)))
     with pytest.raises(ValueError, match="no track head; export it without tracks"):
         export_info(no_track_model, OnnxExportOptions(tracks=True))
+    with pytest.raises(ValueError, match="VGGT-Omega models are not exported .* run them with PyTorch"):
+        export_info(VGGTOmega(omega_preset_config("tiny")), OnnxExportOptions())
     with pytest.raises(ValueError, match="supports VGGT models, got Linear"):
         export_info(torch.nn.Linear(2, 2), OnnxExportOptions())
     with pytest.raises(ValueError, match=r"must end in \.onnx"):
@@ -113,3 +116,23 @@ def test_bad_queries_and_precision(golden_onnx_model):
 def test_the_golden_config_round_trips(golden_onnx_model):
     assert isinstance(golden_onnx_model.config, VGGTConfig)
     assert "98x70" in repr(golden_onnx_model) and Path(golden_onnx_model.path).suffix == ".onnx"
+
+
+def test_runtime_options_check_themselves():
+    from vggtkit.pipeline import ReconstructOptions
+
+    with pytest.raises(ValueError, match="runtime must be 'torch' or 'onnx', got 'tensorrt'"):
+        ReconstructOptions(runtime="tensorrt")
+    with pytest.raises(ValueError, match="with runtime='onnx' give chunk_size instead"):
+        ReconstructOptions(runtime="onnx", max_memory="8GB")
+    assert ReconstructOptions(runtime="onnx", chunk_size=8).runtime == "onnx"
+
+
+def test_reconstruct_needs_an_onnx_file_for_the_onnx_runtime(golden_vggt, tmp_path):
+    from vggtkit import reconstruct
+
+    images = torch.rand(2, 3, 70, 98)
+    with pytest.raises(ValueError, match="runtime='onnx' runs an .onnx file .* got VGGT"):
+        reconstruct(images, golden_vggt, runtime="onnx", device="cpu")
+    with pytest.raises(ValueError, match="model.onnx is an ONNX model; run it with runtime='onnx'"):
+        reconstruct(images, str(tmp_path / "model.onnx"), device="cpu")

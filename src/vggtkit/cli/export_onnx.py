@@ -94,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise UserError(str(exc)) from exc
     model = from_pretrained(args.checkpoint)
-    if args.tracks and not getattr(model.config, "enable_track", False):
+    if args.tracks and not getattr(
+        model.config, "enable_track", True
+    ):  # VGGT-Omega: export_info says why not
         raise UserError(f"{args.checkpoint} has no track head; export it without --tracks")
     info = export_info(model, options)
     height, width = info.image_hw

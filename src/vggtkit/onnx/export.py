@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from vggtkit.inference import ExecutionPlan, InferenceOptions
+from vggtkit.models.omega import VGGTOmega
 from vggtkit.models.vggt.model import VGGT
 from vggtkit.onnx._tracing import traceable_model_code
 from vggtkit.onnx.metadata import IMAGES, METADATA_KEY, QUERY_POINTS, OnnxModelInfo
@@ -115,7 +116,7 @@ def export_onnx(model: nn.Module, path: str | Path, options: OnnxExportOptions |
         The path written.
 
     Raises:
-        ValueError: not a VGGT model, an image size that is not a multiple of the patch size, tracks asked of a
+        ValueError: not a VGGT model (VGGT-Omega is not exported), an image size that is not a multiple of the patch size, tracks asked of a
             model without a track head, or a path that does not end in ``.onnx``.
         ImportError: onnx or onnxscript is not installed.
     """
@@ -141,6 +142,11 @@ def export_info(model: nn.Module, options: OnnxExportOptions) -> OnnxModelInfo:
     Raises:
         ValueError: see :func:`export_onnx`.
     """
+    if isinstance(model, VGGTOmega):
+        raise ValueError(
+            "ONNX export supports the VGGT family; VGGT-Omega models are not exported (their graph is not "
+            "traced or checked against the golden fixture): run them with PyTorch"
+        )
     if not isinstance(model, VGGT):
         raise ValueError(f"ONNX export supports VGGT models, got {type(model).__name__}")
     c = model.config
