@@ -141,15 +141,16 @@ def run_model_case(name: str, side: int, args: argparse.Namespace, workdir: Path
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """The runtime table, then the export table (one line per model and size)."""
+    """The runtime table, then the export table (one line per exported model and size)."""
     lines = ["| " + " | ".join(title for _, title, _ in COLUMNS) + " |", "|---" * len(COLUMNS) + "|"]
     lines += ["| " + " | ".join(fmt.format(r[key]) for key, _, fmt in COLUMNS) + " |" for r in rows]
-    lines += [
-        "",
-        "| model | frame | export s | export peak RSS GB | ONNX files GB |",
-        "|---|---|---|---|---|",
-    ]
     exported = {(r["model"], r["size"]): r for r in rows if not math.isnan(r["export_s"])}
+    if exported:
+        lines += [
+            "",
+            "| model | frame | export s | export peak RSS GB | ONNX files GB |",
+            "|---|---|---|---|---|",
+        ]
     for r in exported.values():
         lines.append(
             f"| {r['model']} | {r['size']} | {r['export_s']:.0f} | {r['export_peak_gb']:.2f} | "
