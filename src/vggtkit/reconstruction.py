@@ -79,7 +79,7 @@ class Reconstruction:
         names: S unique file names (COLMAP image names, names of the copies in ``images/``).
         image_paths: S source file paths ("" where a frame has no file, e.g. decoded video frames).
         reference_index: the frame that defined the world frame (passed to the model first).
-        mode: the preprocessing mode, "crop" or "pad".
+        mode: the preprocessing mode ("crop" or "pad" for VGGT, "balanced" or "max_size" for VGGT-Omega).
         source_frames: in-memory original pixels (H0, W0, 3) uint8 of frames without a file (video); not
             saved in the npz (write them with :meth:`save_source_frames`).
         timings: seconds spent per pipeline stage (not saved).

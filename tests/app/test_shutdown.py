@@ -76,6 +76,11 @@ def _command(checkpoint: Path, port: int, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+# A non-interactive shell starts background jobs with SIGINT ignored when job control is off; whether it is off
+# depends on how the tests were launched, so the script says it explicitly.
+IGNORE_SIGINT = "trap '' INT; "
+
+
 def _spawn(root: Path, name: str, checkpoint: Path, *extra: str, background_shell: bool = False) -> Server:
     tmpdir = root / name / "tmp"
     tmpdir.mkdir(parents=True)
@@ -86,7 +91,7 @@ def _spawn(root: Path, name: str, checkpoint: Path, *extra: str, background_shel
     pid_file = None
     if background_shell:  # `demo &` in a script: the job starts with SIGINT ignored
         pid_file = root / name / "pid"
-        script = f"{subprocess.list2cmdline(command)} & echo $! > {pid_file}; wait"
+        script = f"{IGNORE_SIGINT}{subprocess.list2cmdline(command)} & echo $! > {pid_file}; wait"
         command = ["/bin/sh", "-c", script]
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return Server(proc, port, tmpdir, pid_file)
@@ -172,7 +177,9 @@ def test_sigterm_removes_every_upload_and_result(servers, media):
 
 def test_a_background_job_of_a_script_stops_on_sigint(servers, media):
     """A non-interactive shell starts `demo &` with SIGINT ignored; the demo still stops on it."""
-    probe = subprocess.Popen(["/bin/sh", "-c", "sleep 30 & echo $!; wait"], stdout=subprocess.PIPE, text=True)
+    probe = subprocess.Popen(
+        ["/bin/sh", "-c", f"{IGNORE_SIGINT}sleep 30 & echo $!; wait"], stdout=subprocess.PIPE, text=True
+    )
     sleeper = int(probe.stdout.readline())
     ignored = int(Path(f"/proc/{sleeper}/status").read_text().split("SigIgn:")[1].split()[0], 16)
     os.kill(sleeper, signal.SIGKILL)

@@ -248,7 +248,29 @@ def test_info_console_script() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "facebook/VGGT-1B" in result.stdout and "torch" in result.stdout and "cpu:" in result.stdout
-    assert "NOT cached" in result.stdout or "cached at" in result.stdout
+    assert "not cached" in result.stdout or "cached at" in result.stdout
+
+
+def test_info_lists_the_families_and_finds_a_cached_omega_checkpoint(tmp_path, monkeypatch, capsys) -> None:
+    """A released VGGT-Omega file in the Hugging Face cache (its layout: refs/main -> snapshots/<rev>/file)."""
+    from huggingface_hub import constants
+
+    repo = tmp_path / "models--facebook--VGGT-Omega"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / "vggt_omega_1b_512.pt").write_bytes(b"weights")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "VGGT-Omega (VGGTOmega):" in out and "VGGT (VGGT):" in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip().startswith("facebook/")}
+    assert "cached at" in lines["facebook/VGGT-Omega/vggt_omega_1b_512.pt"]
+    assert (
+        "hf download facebook/VGGT-Omega vggt_omega_1b_256_text.pt"
+        in lines["facebook/VGGT-Omega/vggt_omega_1b_256_text.pt"]
+    )
+    assert "hf download facebook/VGGT-1B-Commercial" in lines["facebook/VGGT-1B-Commercial"]
 
 
 def test_output_into_the_input_scene_never_touches_the_photos(photos, checkpoint, tmp_path, capsys) -> None:

@@ -166,7 +166,7 @@ def test_argument_errors(golden_vggt, tmp_path: Path) -> None:
         reconstruct(tmp_path, golden_vggt, device="cpu", resolution=50)
     with pytest.raises(ValueError, match="dtype"):
         reconstruct(tmp_path, golden_vggt, device="cpu", dtype="int8")
-    with pytest.raises(ValueError, match="mode must be 'crop' or 'pad'"):
+    with pytest.raises(ValueError, match="mode must be one of 'crop', 'pad', 'balanced', 'max_size'"):
         reconstruct(tmp_path, golden_vggt, mode="square")
     with pytest.raises(TypeError, match="unknown option.*resolutoin.*the options are device, dtype"):
         reconstruct(tmp_path, golden_vggt, resolutoin=RES)
@@ -208,10 +208,10 @@ def test_options_object_and_keywords_agree(golden_vggt, marker_dir: Path) -> Non
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        ({"resolution": 50}, "resolution must be a positive multiple of 14"),
-        ({"resolution": True}, "resolution must be a positive multiple of 14"),
+        ({"resolution": 0}, "resolution must be a positive multiple of the model's patch size"),
+        ({"resolution": True}, "resolution must be a positive multiple of the model's patch size"),
         ({"reference": -1}, "reference must be a frame index >= 0"),
-        ({"mode": "fit"}, "mode must be 'crop' or 'pad'"),
+        ({"mode": "fit"}, "mode must be one of 'crop', 'pad', 'balanced', 'max_size'"),
         ({"dtype": "float64"}, "dtype must be one of float32, bfloat16, float16"),
         ({"sampling": 2.0}, "sampling must be a FrameSampling"),
     ],

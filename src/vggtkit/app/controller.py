@@ -396,11 +396,12 @@ class DemoController:
         self,
         state: State,
         reference: int | None,
-        mode: str,
+        mode: str | None,
         view: ViewSettings,
         progress: Progress | None = None,
     ) -> RunOutcome:
-        """Run the model on the current upload, save ``predictions.npz``, build the first view."""
+        """Run the model on the current upload (``mode``: the preprocessing, None for the model family's
+        default), save ``predictions.npz``, build the first view."""
         run = self._run(state)
         frames = run.frames() if run is not None else []
         if run is None or not frames:
@@ -430,7 +431,7 @@ class DemoController:
         return RunOutcome(True, f"{summary}\n{shown.message}", shown, run.npz_path, list(rec.names))
 
     def _predict(
-        self, run: Run, reference: int, mode: str, progress: Progress | None
+        self, run: Run, reference: int, mode: str | None, progress: Progress | None
     ) -> tuple[Reconstruction, str]:
         """Run the model, then save the predictions and the run's report (unless the demo stopped meanwhile)."""
         rec, report = self.runner.run(

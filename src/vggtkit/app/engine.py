@@ -14,6 +14,8 @@ from typing import Any
 import torch
 
 from vggtkit.pipeline import Reconstruction, ReconstructOptions, reconstruct
+from vggtkit.pipeline.frames import preprocessing_for
+from vggtkit.pipeline.model import load_model
 from vggtkit.utils.devices import resolve_device
 from vggtkit.utils.dtypes import dtype_name, parse_dtype
 from vggtkit.utils.memory import PeakMemory
@@ -45,30 +47,6 @@ class RunReport:
         )
 
 
-def _load(model: Any, device: torch.device) -> tuple[torch.nn.Module, str]:
-    from vggtkit.models.vggt.model import VGGT
-
-    if isinstance(model, VGGT):
-        return model.to(device).eval(), type(model).__name__ + " instance"
-    if isinstance(model, (str, os.PathLike)):
-        return VGGT.from_pretrained(model, map_location=device).eval(), str(model)
-    raise ValueError(
-        f"model must be a vggtkit.VGGT or a checkpoint source (name, folder, file or hub id), "
-        f"got {type(model).__name__}"
-    )
-
-
-def _check_resolution(resolution: object, patch: int) -> int:
-    if (
-        isinstance(resolution, bool)
-        or not isinstance(resolution, int)
-        or resolution < patch
-        or resolution % patch
-    ):
-        raise ValueError(f"resolution must be a positive multiple of {patch} (e.g. 518), got {resolution!r}")
-    return resolution
-
-
 class ModelRunner:
     """Holds the model and runs :func:`vggtkit.reconstruct` on a folder of frames.
 
@@ -76,11 +54,12 @@ class ModelRunner:
     view never runs the model.
 
     Args:
-        model: a ``vggtkit.VGGT`` or anything ``VGGT.from_pretrained`` takes.
+        model: a model of any family, or anything :func:`vggtkit.from_pretrained` takes.
         device: "auto", "cpu", "cuda", "cuda:N" or "mps".
         dtype: "float32", "bfloat16" or "float16".
-        resolution: model input width in pixels, a multiple of 14 (None: the checkpoint's own ``img_size``, e.g.
-            112 for ``tiny-synthetic`` and 518 for VGGT-1B).
+        resolution: model input resolution in pixels, a multiple of the model's patch size (None: the resolution
+            the checkpoint was trained at, e.g. 112 for ``tiny-synthetic``, 518 for VGGT-1B, 512 for
+            VGGT-Omega-1B-512). The preprocessing mode is the family's default (crop, or balanced).
 
     Raises:
         ValueError: a model that cannot be loaded, or a bad dtype or resolution.
@@ -91,11 +70,12 @@ class ModelRunner:
     ) -> None:
         self.dtype = dtype_name(parse_dtype(dtype))
         self.device = resolve_device(device)
-        self.model, self.source = _load(model, self.device)
-        config = self.model.config
-        self.resolution = _check_resolution(
-            config.img_size if resolution is None else resolution, config.patch_size
+        self.model = load_model(model, self.device)
+        self.source = (
+            str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__ + " instance"
         )
+        self.preprocessing = preprocessing_for(self.model, None, resolution)
+        self.resolution = self.preprocessing.resolution
         self._runs = 0
         self._lock = threading.Lock()
         self.model.register_forward_pre_hook(self._count)
@@ -114,10 +94,11 @@ class ModelRunner:
         images_dir: str | os.PathLike[str],
         *,
         reference: int = 0,
-        mode: str = "crop",
+        mode: str | None = None,
         progress: Callable[[str, int, int], None] | None = None,
     ) -> tuple[Reconstruction, RunReport]:
-        """Reconstruct the frames in ``images_dir`` (natural order).
+        """Reconstruct the frames in ``images_dir`` (natural order), preprocessed in ``mode`` (None: the model
+        family's default).
 
         Raises:
             ValueError: for inputs the pipeline rejects (message from the pipeline), or out of memory.
@@ -127,7 +108,7 @@ class ModelRunner:
             options = ReconstructOptions(
                 device=self.device,
                 dtype=self.dtype,
-                mode=mode,
+                mode=mode or self.preprocessing.mode,
                 resolution=self.resolution,
                 reference=reference,
             )

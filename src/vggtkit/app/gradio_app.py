@@ -112,11 +112,12 @@ def build_demo(
     """Build the web demo around one model.
 
     Args:
-        model_or_checkpoint: a ``vggtkit.VGGT`` or anything ``VGGT.from_pretrained`` takes (default:
+        model_or_checkpoint: a model of any family, or anything :func:`vggtkit.from_pretrained` takes (default:
             :func:`default_checkpoint`). Loaded once, shared by every session.
         device: "auto", "cpu", "cuda", "cuda:N" or "mps".
         dtype: "float32", "bfloat16" or "float16".
-        resolution: model input width in pixels, a multiple of 14 (None: the checkpoint's own ``img_size``).
+        resolution: model input resolution in pixels, a multiple of the model's patch size (None: the resolution
+            the checkpoint was trained at).
         workdir_root: the folder for every file the app writes and serves (default: ``settings.workdir_root``,
             else a new temporary folder, deleted by :func:`shutdown_demo` or when the process exits).
         examples: folders of example scenes, "bundled" (the scenes in ``vggtkit/assets/example``) or None.
@@ -514,7 +515,7 @@ class _Handlers:
             view = self.view_of(conf_v, None, mode_v, cam_v, sky_v, black_v, white_v)
         except ValueError as exc:
             return _run_values(RunOutcome(False, f"Cannot reconstruct: {exc}"))
-        return _run_values(self.ctl.reconstruct(st, ref, "crop", view, _progress_adapter(progress)))
+        return _run_values(self.ctl.reconstruct(st, ref, None, view, _progress_adapter(progress)))
 
     def on_previews(self, st):
         return self.ctl.previews(st)

@@ -73,6 +73,12 @@ def _samples(args: argparse.Namespace, image_width: int):
         yield render_scene(heldout.config, seed)
 
 
+def _trained_at(config) -> int:
+    """The resolution a checkpoint was trained at, for scene folders (VGGT: ``img_size``; VGGT-Omega:
+    ``image_resolution``)."""
+    return getattr(config, "img_size", None) or config.image_resolution
+
+
 def _count(args: argparse.Namespace) -> int:
     if args.scene:
         return len(args.scene[: args.max_scenes] if args.max_scenes else args.scene)
@@ -88,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm.auto import tqdm
 
-    from vggtkit import VGGT
+    import vggtkit
     from vggtkit.eval import (
         evaluate_methods,
         format_markdown,
@@ -104,17 +110,17 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     dtype = parse_dtype(args.dtype)
     dtype = dtype if dtype in REDUCED_DTYPES else None  # model_method: None runs float32 without autocast
-    model = VGGT.from_pretrained(args.model)
+    model = vggtkit.from_pretrained(args.model)
     methods = {str(args.model): model_method(model, device, dtype)}
     if args.untrained:
         torch.manual_seed(0)
-        methods["untrained (same architecture)"] = model_method(VGGT(model.config), device, dtype)
+        methods["untrained (same architecture)"] = model_method(type(model)(model.config), device, dtype)
     if args.baselines:
         methods[BASELINE] = identity_constant_baseline
     total = _count(args)
     with tqdm(total=total, desc="evaluating", unit="scene") as bar:
         results = evaluate_methods(
-            methods, _samples(args, model.config.img_size), progress=lambda n: bar.update(1)
+            methods, _samples(args, _trained_at(model.config)), progress=lambda n: bar.update(1)
         )
     print(format_markdown(results) if args.markdown else format_table(results))
     print(

@@ -1,4 +1,5 @@
-"""`vggtkit info`: versions, devices, and where checkpoints are looked up (is the default one cached?)."""
+"""`vggtkit info`: versions, devices, the model families, and where checkpoints are looked up (which of the
+released ones are cached?)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import importlib.metadata
 import os
 import platform
 import sys
+from pathlib import Path
 
 EXAMPLES = """\
 examples:
@@ -63,30 +65,58 @@ def _devices() -> list[str]:
     return lines
 
 
-def _checkpoint_lines() -> list[str]:
-    from huggingface_hub import constants, try_to_load_from_cache
+def _cached_file(source: str) -> str | None:
+    """The local path of a hub checkpoint (``repo`` or ``repo/file``) in the Hugging Face cache, or None."""
+    from huggingface_hub import try_to_load_from_cache
 
-    from vggtkit.weights import BUNDLED_MODELS, DEFAULT_CHECKPOINT, WEIGHTS_NAMES
+    from vggtkit.weights import WEIGHT_SUFFIXES, WEIGHTS_NAMES
 
-    cached = None
-    for name in WEIGHTS_NAMES:
-        found = try_to_load_from_cache(DEFAULT_CHECKPOINT, name)
+    repo, _, name = source.rpartition("/")
+    candidates = [(repo, name)] if source.count("/") == 2 and Path(name).suffix in WEIGHT_SUFFIXES else []
+    candidates = candidates or [(source, n) for n in WEIGHTS_NAMES]
+    for repo_id, filename in candidates:
+        found = try_to_load_from_cache(repo_id, filename)
         if isinstance(found, str):
-            cached = found
-            break
-    lines = [
+            return found
+    return None
+
+
+def _family_lines() -> list[str]:
+    from vggtkit.models.registry import FAMILIES
+
+    lines = []
+    for family in FAMILIES.values():
+        lines.append(f"{family.title} ({family.model_class.__name__}):")
+        for source in family.released:
+            cached = _cached_file(source)
+            lines.append(
+                f"  {source:46s} "
+                + (f"cached at {cached}" if cached else f"not cached (`hf download {_repo(source)}`)")
+            )
+    return lines
+
+
+def _repo(source: str) -> str:
+    """``hf download`` arguments for a hub checkpoint: the repo, and the file when it names one."""
+    return " ".join(source.rsplit("/", 1)) if source.count("/") == 2 else source
+
+
+def _checkpoint_lines() -> list[str]:
+    from huggingface_hub import constants
+
+    from vggtkit.weights import BUNDLED_MODELS, DEFAULT_CHECKPOINT
+
+    return [
         f"hugging face cache: {constants.HF_HUB_CACHE}",
         f"offline mode (HF_HUB_OFFLINE): {'on' if constants.HF_HUB_OFFLINE else 'off'}",
-        f"default checkpoint: {DEFAULT_CHECKPOINT} -> "
+        f"default checkpoint: {DEFAULT_CHECKPOINT}"
         + (
-            f"cached at {cached}"
-            if cached
-            else f"NOT cached (download it with `hf download {DEFAULT_CHECKPOINT}` or pass --checkpoint PATH)"
+            "" if _cached_file(DEFAULT_CHECKPOINT) else " (not cached: download it or pass --checkpoint PATH)"
         ),
         f"bundled models: {', '.join(sorted(BUNDLED_MODELS)) or 'none'}",
-        "--checkpoint also takes a folder (config.json + model.safetensors), a .safetensors/.pt file, or a repo id",
+        "--checkpoint also takes a folder (config.json + weights), a .safetensors/.pt file, or a hub id; the "
+        "model family is recognised from the checkpoint's keys",
     ]
-    return lines
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,6 +129,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name:24s} {_version(name)}")
     print("devices:")
     for line in _devices():
+        print(f"  {line}")
+    print("model families and their released checkpoints:")
+    for line in _family_lines():
         print(f"  {line}")
     print("checkpoints:")
     for line in _checkpoint_lines():

@@ -73,19 +73,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     group = parser.add_argument_group("inputs")
     group.add_argument(
         "--mode",
-        choices=("crop", "pad"),
-        default="crop",
-        help="crop: width to --resolution, taller images centre-cropped (default, as the official "
-        "demo); pad: the whole image, padded to a square",
+        choices=("crop", "pad", "balanced", "max_size"),
+        default=None,
+        help="image preprocessing (default: the model family's, as its official demo). VGGT: crop (width to "
+        "--resolution, taller images centre-cropped; the default) or pad (the whole image, padded to a square). "
+        "VGGT-Omega: balanced (about (resolution/16)^2 patches at any aspect ratio; the default) or max_size "
+        "(longer side to --resolution)",
     )
     group.add_argument(
         "--resolution",
         type=int,
         default=None,
         metavar="PX",
-        help="model input width (crop) or side (pad), a multiple of 14 (default: the size the checkpoint was "
-        "trained at, its img_size: 518 for VGGT-1B, 112 for tiny-synthetic); smaller is faster and uses less "
-        "memory",
+        help="model input resolution, a multiple of the model's patch size (14 for VGGT, 16 for VGGT-Omega): "
+        "VGGT's width (crop) or side (pad) (default: the resolution the checkpoint was trained at: 518 for "
+        "VGGT-1B, 112 for tiny-synthetic, 512 for VGGT-Omega-1B-512); smaller is faster and uses less memory",
     )
     group.add_argument("--fps", type=float, default=1.0, help="video frames sampled per second (default: 1)")
     group.add_argument(

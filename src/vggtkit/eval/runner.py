@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from vggtkit.data.normalize import normalize_batch
 from vggtkit.geometry import pose_encoding_to_extri_intri, unproject_depth_map_to_point_map
@@ -36,25 +37,39 @@ Method = Callable[[dict[str, Any]], dict[str, np.ndarray]]
 def model_method(
     model: torch.nn.Module, device: torch.device | str = "cpu", dtype: torch.dtype | None = None
 ) -> Method:
-    """Wrap a VGGT model as a method: one forward pass per scene (autocast ``dtype`` on the aggregator)."""
+    """Wrap a model of any family as a method: one forward pass per scene (autocast ``dtype`` on the aggregator).
+
+    Scenes whose image size is not a multiple of the model's patch size (a VGGT-Omega on 14-pixel scenes) are
+    resized to the nearest multiples for the model, and its depth resized back; the cameras follow from the fields
+    of view, which resizing keeps.
+    """
     device = torch.device(device)
     model = model.to(device).eval()
+    patch = model.config.patch_size
 
     def predict(sample: dict[str, Any]) -> dict[str, np.ndarray]:
         images = sample["images"].to(device)
+        height, width = images.shape[-2:]
+        model_hw = (max(patch, round(height / patch) * patch), max(patch, round(width / patch) * patch))
+        if model_hw != (height, width):
+            images = F.interpolate(images, size=model_hw, mode="bilinear", align_corners=False).clamp(0, 1)
         with (
             torch.no_grad(),
             torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
         ):
             out = model(images[None])
-        height, width = images.shape[-2:]
+        depth = out["depth"][0, ..., 0].float()
+        if model_hw != (height, width):
+            depth = F.interpolate(depth[:, None], size=(height, width), mode="bilinear", align_corners=False)[
+                :, 0
+            ]
         extrinsics, intrinsics = pose_encoding_to_extri_intri(out["pose_enc"][0].float(), (height, width))
         pred = {
             "extrinsics": extrinsics.cpu().numpy(),
             "intrinsics": intrinsics.cpu().numpy(),
-            "depth": out["depth"][0, ..., 0].float().cpu().numpy(),
+            "depth": depth.cpu().numpy(),
         }
-        if "world_points" in out:
+        if "world_points" in out and model_hw == (height, width):
             pred["world_points_head"] = out["world_points"][0].float().cpu().numpy()
         return pred
 

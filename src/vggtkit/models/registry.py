@@ -24,17 +24,36 @@ class Family:
         model_class: has ``from_checkpoint(checkpoint, config, map_location)``.
         config_class: the self-validating configuration dataclass.
         signature: a state-dict key prefix no other family's checkpoint holds.
+        title: the family's name in messages.
+        released: the official checkpoints on the Hugging Face hub (a repo id, or ``repo/file`` for one file of
+            a repo that holds several).
     """
 
     name: str
     model_class: Any
     config_class: Any
     signature: str
+    title: str
+    released: tuple[str, ...]
 
 
 FAMILIES: dict[str, Family] = {
-    "vggt": Family("vggt", VGGT, VGGTConfig, "aggregator.global_blocks."),
-    "omega": Family("omega", VGGTOmega, VGGTOmegaConfig, "aggregator.inter_frame_blocks."),
+    "vggt": Family(
+        "vggt",
+        VGGT,
+        VGGTConfig,
+        "aggregator.global_blocks.",
+        "VGGT",
+        ("facebook/VGGT-1B", "facebook/VGGT-1B-Commercial"),
+    ),
+    "omega": Family(
+        "omega",
+        VGGTOmega,
+        VGGTOmegaConfig,
+        "aggregator.inter_frame_blocks.",
+        "VGGT-Omega",
+        ("facebook/VGGT-Omega/vggt_omega_1b_512.pt", "facebook/VGGT-Omega/vggt_omega_1b_256_text.pt"),
+    ),
 }
 
 

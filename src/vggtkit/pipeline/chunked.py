@@ -70,7 +70,7 @@ class ChunkedOptions:
     Attributes:
         loop_closure: detect revisited places and optimise the chunk chain with them.
         reference: the frame whose camera is the world frame.
-        mode: the preprocessing mode ("crop" or "pad"), recorded in the result.
+        mode: the preprocessing mode (e.g. "crop"), recorded in the result.
         work_dir: folder for the frame store (None: the system's temporary folder).
     """
 

@@ -1,25 +1,18 @@
-"""Frames -> one model batch: preprocess every frame (crop / pad to a 14-pixel grid) and remember how each
-model pixel maps back to its original image."""
+"""Frames -> one model batch: preprocess every frame by the model family's rule (see
+:class:`~vggtkit.io.preprocessing.Preprocessing`) and remember how each model pixel maps back to its original image."""
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from vggtkit.io.images import (
-    PATCH_SIZE,
-    PreprocessLayout,
-    PreprocessMode,
-    original_from_model,
-    pad_offsets,
-    preprocess_image,
-    preprocess_layout,
-)
+from vggtkit.io.images import pad_offsets
+from vggtkit.io.preprocessing import FAMILY_MODES, FrameLayout, Preprocessing
+from vggtkit.models.registry import family_of_config
 from vggtkit.pipeline.inputs import InputFrame
 
 __all__ = [
@@ -28,6 +21,7 @@ __all__ = [
     "concat_frames",
     "prepare_frames",
     "prepare_tensor",
+    "preprocessing_for",
     "slice_frames",
 ]
 
@@ -56,53 +50,48 @@ class PreparedFrames:
     source_frames: list[np.ndarray | None]
 
 
-def _smallest_resolution(width: int, height: int, mode: PreprocessMode) -> int:
-    """The smallest resolution at which the short side of a ``width`` x ``height`` image keeps one patch
-    (it rounds to one patch from half a patch on)."""
-    ratio = min(width, height) / max(width, height)
-    resolution = math.ceil(0.5 / ratio) * PATCH_SIZE
-    while 0 in preprocess_layout(width, height, mode, resolution)[:2]:
-        resolution += PATCH_SIZE
-    return resolution
+def preprocessing_for(model: torch.nn.Module, mode: str | None, resolution: int | None) -> Preprocessing:
+    """The preprocessing of ``model``'s family: ``mode`` (None: the family's default, "crop" for VGGT and
+    "balanced" for VGGT-Omega) at ``resolution`` (None: the size the checkpoint was trained at).
+
+    Raises:
+        ValueError: a mode of another family, or a resolution that is not a multiple of the model's patch size.
+    """
+    family = family_of_config(model.config).name
+    config = model.config
+    trained_at = config.image_resolution if family == "omega" else config.img_size
+    return Preprocessing(
+        family=family,
+        mode=FAMILY_MODES[family][0] if mode is None else mode,
+        resolution=trained_at if resolution is None else resolution,
+        patch_size=config.patch_size,
+    )
 
 
-def _layout(name: str, width: int, height: int, mode: PreprocessMode, resolution: int) -> PreprocessLayout:
-    """The frame's preprocessing layout; a ValueError for images too small or too elongated for the model."""
-    if min(width, height) < PATCH_SIZE:
-        raise ValueError(
-            f"image '{name}' is {width}x{height} pixels, smaller than one {PATCH_SIZE}x"
-            f"{PATCH_SIZE} patch; use images of at least {PATCH_SIZE} pixels per side"
-        )
-    layout = preprocess_layout(width, height, mode, resolution)
-    if layout.resized_w == 0 or layout.resized_h == 0:
-        raise ValueError(
-            f"image '{name}' ({width}x{height}) is too elongated: at {resolution} px its short side "
-            f"rounds to zero {PATCH_SIZE}-pixel patches; crop it or use a larger resolution "
-            f"(resolution={_smallest_resolution(width, height, mode)})"
-        )
-    return layout
-
-
-def _warn_mixed_shapes(shapes: set[tuple[int, int]], out_h: int, out_w: int) -> None:
+def _warn_mixed_shapes(
+    shapes: set[tuple[int, int]], out_h: int, out_w: int, preprocessing: Preprocessing
+) -> None:
     if len(shapes) > 1:
+        square = "; mode='pad' gives every image the same square" if preprocessing.family == "vggt" else ""
         logger.warning(
             "images have different shapes after preprocessing %s; padding all with white to %dx%d "
-            "(padding is excluded from exports; mode='pad' gives every image the same square)",
+            "(padding is excluded from exports%s)",
             sorted(shapes),
             out_w,
             out_h,
+            square,
         )
 
 
 def _batch(
-    arrays: list[np.ndarray], batch_hw: tuple[int, int] | None = None
+    arrays: list[np.ndarray], preprocessing: Preprocessing, batch_hw: tuple[int, int] | None = None
 ) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Stack (3, h, w) images into one (S, 3, H, W) batch, padding smaller ones with white (centred) to
     ``batch_hw``, or to the largest image when it is None. Returns the batch and each image's (top, left) padding."""
     if batch_hw is None:
         shapes = {a.shape[1:] for a in arrays}
         out_h, out_w = max(h for h, _ in shapes), max(w for _, w in shapes)
-        _warn_mixed_shapes(shapes, out_h, out_w)
+        _warn_mixed_shapes(shapes, out_h, out_w, preprocessing)
     else:
         out_h, out_w = batch_hw
     batch = np.ones((len(arrays), 3, out_h, out_w), dtype=np.float32)
@@ -114,9 +103,7 @@ def _batch(
     return batch, pads
 
 
-def batch_shape(
-    sizes: Iterable[tuple[str, int, int]], mode: PreprocessMode, resolution: int
-) -> tuple[int, int]:
+def batch_shape(sizes: Iterable[tuple[str, int, int]], preprocessing: Preprocessing) -> tuple[int, int]:
     """The (H, W) of a batch holding frames of these sizes, without loading them.
 
     Args:
@@ -127,23 +114,22 @@ def batch_shape(
     """
     shapes = set()
     for name, width, height in sizes:
-        layout = _layout(name, width, height, mode, resolution)
+        layout = preprocessing.layout(name, width, height)
         shapes.add((layout.out_h, layout.out_w))
     if not shapes:
         raise ValueError("no frame to reconstruct")
     out_h, out_w = max(h for h, _ in shapes), max(w for _, w in shapes)
-    _warn_mixed_shapes(shapes, out_h, out_w)
+    _warn_mixed_shapes(shapes, out_h, out_w, preprocessing)
     return out_h, out_w
 
 
 def prepare_frames(
     frames: Sequence[InputFrame],
-    mode: PreprocessMode,
-    resolution: int,
+    preprocessing: Preprocessing,
     progress: Progress | None = None,
     batch_hw: tuple[int, int] | None = None,
 ) -> PreparedFrames:
-    """Load and preprocess frames at ``resolution`` into one batch.
+    """Load and preprocess frames into one batch.
 
     Args:
         batch_hw: (H, W) of the batch (from :func:`batch_shape`), so that batches of one sequence loaded in parts
@@ -153,18 +139,18 @@ def prepare_frames(
         ValueError: an unreadable image, or one too small or too elongated for the model (the message names it).
     """
     arrays: list[np.ndarray] = []
-    layouts: list[PreprocessLayout] = []
+    layouts: list[FrameLayout] = []
     sizes: list[tuple[int, int]] = []
     for i, frame in enumerate(frames):
         img = frame.load()
-        layouts.append(_layout(frame.name, img.width, img.height, mode, resolution))
-        arrays.append(preprocess_image(img, mode, resolution))
+        layouts.append(preprocessing.layout(frame.name, img.width, img.height))
+        arrays.append(preprocessing.image(img))
         sizes.append((img.height, img.width))
         if progress is not None:
             progress("load images", i + 1, len(frames))
-    batch, pads = _batch(arrays, batch_hw)
+    batch, pads = _batch(arrays, preprocessing, batch_hw)
     maps = [
-        original_from_model(w0, h0, layout, pad)
+        preprocessing.original_from_model(w0, h0, layout, pad)
         for layout, (h0, w0), pad in zip(layouts, sizes, pads, strict=True)
     ]
     return PreparedFrames(
@@ -194,17 +180,17 @@ def _checked_tensor(images: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 
 def prepare_tensor(
-    images: torch.Tensor | np.ndarray, mode: PreprocessMode, resolution: int, progress: Progress | None = None
+    images: torch.Tensor | np.ndarray, preprocessing: Preprocessing, progress: Progress | None = None
 ) -> PreparedFrames:
-    """A (S, 3, H, W) or (3, H, W) array in [0, 1]: used as is when H and W are multiples of 14 (its size is
-    then the original size), otherwise each frame goes through the image preprocessing at ``resolution``."""
+    """A (S, 3, H, W) or (3, H, W) array in [0, 1]: used as is when H and W are multiples of the patch size (its
+    size is then the original size), otherwise each frame goes through the image preprocessing."""
     tensor = _checked_tensor(images)
     s, _, h, w = tensor.shape
     names = [f"frame_{i:06d}.png" for i in range(s)]
     rgb = (tensor.permute(0, 2, 3, 1).numpy() * 255.0).round().astype(np.uint8)
-    if h % PATCH_SIZE or w % PATCH_SIZE:
+    if h % preprocessing.patch_size or w % preprocessing.patch_size:
         frames = [InputFrame(name=n, rgb=r) for n, r in zip(names, rgb, strict=True)]
-        return prepare_frames(frames, mode, resolution, progress)
+        return prepare_frames(frames, preprocessing, progress)
     if progress is not None:
         progress("load images", s, s)
     return PreparedFrames(

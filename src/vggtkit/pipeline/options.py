@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from vggtkit.io.images import PATCH_SIZE, PreprocessMode
+from vggtkit.io.preprocessing import FAMILY_MODES
 from vggtkit.utils.dtypes import parse_dtype
 from vggtkit.utils.memory import parse_memory
 
 __all__ = ["FrameSampling", "ReconstructOptions"]
 
-_MODES = ("crop", "pad")
+_MODES = tuple(mode for modes in FAMILY_MODES.values() for mode in modes)
 RUNTIMES = ("torch", "onnx")
 
 
@@ -49,9 +49,13 @@ class ReconstructOptions:
         device: "auto" (cuda, then mps, then cpu), "cpu", "cuda", "cuda:N", "mps" or a ``torch.device``.
         dtype: precision of the aggregator: "float32" (exact), "bfloat16" or "float16" (faster, less memory;
             the heads stay in float32).
-        mode: "crop" (width = resolution, taller images centre-cropped) or "pad" (square, white padding).
-        resolution: model input width (crop) or side (pad) in pixels, a multiple of 14; None: the model's own
-            ``img_size``, the size it was trained at (518 for VGGT-1B).
+        mode: the image preprocessing, one of the model family's (None: the family's default). VGGT: "crop"
+            (width = resolution, taller images centre-cropped; the default) or "pad" (square, white padding).
+            VGGT-Omega: "balanced" (about (resolution / 16)^2 patches whatever the aspect ratio; the default) or
+            "max_size" (longer side = resolution).
+        resolution: in pixels, a multiple of the model's patch size (14 for VGGT, 16 for VGGT-Omega): VGGT's input
+            width (crop) or side (pad), VGGT-Omega's resolution (see ``mode``); None: the resolution the
+            checkpoint was trained at (518 for VGGT-1B, 512 for VGGT-Omega-1B-512).
         reference: index (in sorted order) of the frame that defines the world frame; it is passed to the
             model first, and the outputs keep the sorted order.
         sampling: video frame rate and a limit on the number of frames.
@@ -70,7 +74,7 @@ class ReconstructOptions:
 
     device: str | torch.device = "auto"
     dtype: str | torch.dtype = "float32"
-    mode: PreprocessMode = "crop"
+    mode: str | None = None
     resolution: int | None = None
     reference: int = 0
     sampling: FrameSampling = field(default_factory=FrameSampling)
@@ -83,12 +87,12 @@ class ReconstructOptions:
 
     def __post_init__(self) -> None:
         parse_dtype(self.dtype)
-        if self.mode not in _MODES:
-            raise ValueError(f"mode must be 'crop' or 'pad', got {self.mode!r}")
+        if self.mode is not None and self.mode not in _MODES:
+            raise ValueError(f"mode must be one of {', '.join(repr(m) for m in _MODES)}, got {self.mode!r}")
         res = self.resolution
-        if res is not None and not (_is_int(res) and res >= PATCH_SIZE and res % PATCH_SIZE == 0):
+        if res is not None and not (_is_int(res) and res > 0):
             raise ValueError(
-                f"resolution must be a positive multiple of {PATCH_SIZE} (e.g. 518), got {res!r}"
+                f"resolution must be a positive multiple of the model's patch size (e.g. 518), got {res!r}"
             )
         if not (_is_int(self.reference) and self.reference >= 0):
             raise ValueError(f"reference must be a frame index >= 0, got {self.reference!r}")

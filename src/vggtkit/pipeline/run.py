@@ -1,8 +1,9 @@
 """``reconstruct()``: images, folders, videos or a tensor in; a :class:`Reconstruction` out.
 
-Steps: resolve inputs -> load the model -> plan the frames (nothing decoded yet) -> one pass or chunks (asked for,
-or chosen from a memory budget) -> load and preprocess the frames (crop / pad to a 14-pixel grid, at the model's
-own ``img_size`` unless a resolution is given) -> forward passes under ``torch.inference_mode`` (the aggregator in
+Steps: resolve inputs -> load the model (any family) -> plan the frames (nothing decoded yet) -> one pass or chunks
+(asked for, or chosen from a memory budget) -> load and preprocess the frames by the family's rule (VGGT: crop / pad
+to a 14-pixel grid; VGGT-Omega: balanced / max_size on its 16-pixel grid), at the resolution the checkpoint was
+trained at unless one is given -> forward passes under ``torch.inference_mode`` (the aggregator in
 the chosen dtype, the heads in float32) -> decode cameras, unproject depth, and map intrinsics back to every
 image's original resolution. Chunked runs are described in :mod:`vggtkit.pipeline.chunked`.
 """
@@ -14,7 +15,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,12 +22,12 @@ import torch
 
 from vggtkit.geometry import unproject_depth_map_to_point_map
 from vggtkit.inference import InferenceOptions
-from vggtkit.io.images import PATCH_SIZE
-from vggtkit.models.vggt.model import VGGT
+from vggtkit.io.preprocessing import Preprocessing
 from vggtkit.onnx.runtime import OnnxVGGT
 from vggtkit.pipeline.chunked import ChunkedOptions, ChunkRefiner, reconstruct_chunked
-from vggtkit.pipeline.frames import PreparedFrames, prepare_tensor
+from vggtkit.pipeline.frames import PreparedFrames, prepare_tensor, preprocessing_for
 from vggtkit.pipeline.inputs import InputPath, find_inputs, plan_frames
+from vggtkit.pipeline.model import load_model
 from vggtkit.pipeline.options import ReconstructOptions
 from vggtkit.pipeline.planning import RunPlan, plan_run
 from vggtkit.pipeline.prediction import prediction_from_output
@@ -70,12 +70,13 @@ def reconstruct(
     Args:
         inputs: image paths, a folder of images, glob patterns, video files (sampled at ``sampling.fps``), or a
             float tensor (S, 3, H, W) in [0, 1]. Files are ordered by natural name order.
-        model: a ``vggtkit.VGGT`` instance, or anything ``VGGT.from_pretrained`` takes (bundled name, folder,
-            weights file, hub id; default ``facebook/VGGT-1B`` from the Hugging Face cache); with
-            ``runtime='onnx'`` an ``.onnx`` file written by ``vggtkit.onnx.export_onnx`` (or a
-            ``vggtkit.onnx.OnnxVGGT``).
-        options: device, dtype, preprocessing mode, resolution (default: the model's ``img_size``), reference
-            frame, frame sampling, chunking and memory budget; see :class:`ReconstructOptions`.
+        model: a model of any family (``vggtkit.VGGT``, ``vggtkit.VGGTOmega``), or anything
+            :func:`vggtkit.from_pretrained` takes (bundled name, folder, weights file, hub id; default
+            ``facebook/VGGT-1B`` from the Hugging Face cache); with ``runtime='onnx'`` an ``.onnx`` file written
+            by ``vggtkit.onnx.export_onnx`` (or a ``vggtkit.onnx.OnnxVGGT``).
+        options: device, dtype, preprocessing mode and resolution (default: the family's mode, at the resolution
+            the checkpoint was trained at; an ONNX model's: the width it was exported for), reference frame, frame
+            sampling, chunking and memory budget; see :class:`ReconstructOptions`.
         progress: called as ``progress(stage, done, total)``; stages: "load model", "decode <video>",
             "load images", "inference", "postprocess"; in chunked runs "inference" counts frames (a rate and a
             time left follow from it), then "loop closure" and "postprocess" count their steps.
@@ -98,10 +99,13 @@ def reconstruct(
     paths = None if is_tensor else find_inputs(inputs)  # cheap: typos in paths are reported first
     timings: dict[str, float] = {}
     with _stage("load model", timings, progress):
-        net = _load_model(model, device, opts.runtime)
-    resolution = opts.resolution or _native_resolution(net)
+        net = load_model(model, device, opts.runtime)
+    preprocessing = preprocessing_for(net, opts.mode, opts.resolution or _exported_width(net))
+    opts = dataclasses.replace(
+        opts, mode=preprocessing.mode
+    )  # the family's default mode, when none was given
     with _stage("load images", timings):
-        feed = _feed(inputs if is_tensor else paths, opts, resolution, progress)
+        feed = _feed(inputs if is_tensor else paths, opts, preprocessing, progress)
     _check_reference(opts.reference, feed.num_frames)
     plan = _plan(net, feed, opts)
     inference = InferenceOptions(dtype=opts.torch_dtype, max_memory=plan.model_budget)
@@ -121,12 +125,14 @@ def reconstruct(
     return rec
 
 
-def _feed(inputs: Any, opts: ReconstructOptions, resolution: int, progress: Progress | None) -> FrameFeed:
+def _feed(
+    inputs: Any, opts: ReconstructOptions, preprocessing: Preprocessing, progress: Progress | None
+) -> FrameFeed:
     """The frames to reconstruct: prepared at once for a tensor, planned (nothing decoded) for files."""
     if isinstance(inputs, (torch.Tensor, np.ndarray)):
-        return TensorFeed(prepare_tensor(inputs, opts.mode, resolution, progress))
+        return TensorFeed(prepare_tensor(inputs, preprocessing, progress))
     refs = plan_frames(inputs, opts.sampling.fps, opts.sampling.max_frames)
-    return PathFeed(refs, opts.mode, resolution)
+    return PathFeed(refs, preprocessing)
 
 
 def _check_reference(reference: int, num_frames: int) -> None:
@@ -189,49 +195,9 @@ def _stage(name: str, timings: dict[str, float], progress: Progress | None = Non
 
 
 # ----------------------------------------------------------------------------------------------- model
-def _load_model(model: Any, device: torch.device, runtime: str = "torch") -> VGGT | OnnxVGGT:
-    """The model on ``device`` in eval mode (or in an onnxruntime session), checked to have what reconstruction
-    needs."""
-    if runtime == "onnx" or isinstance(model, OnnxVGGT):
-        net = _load_onnx_model(model, device)
-    else:
-        net = _load_torch_model(model, device)
-    cfg = net.config
-    if not (cfg.enable_camera and cfg.enable_depth):
-        raise ValueError("the model has no camera or no depth head; reconstruction needs both")
-    if cfg.patch_size != PATCH_SIZE:
-        raise ValueError(
-            f"the model's patch size is {cfg.patch_size}; the image preprocessing uses {PATCH_SIZE}"
-        )
-    return net
-
-
-def _load_torch_model(model: Any, device: torch.device) -> VGGT:
-    if isinstance(model, VGGT):
-        return model.to(device).eval()
-    if not isinstance(model, (str, Path)):
-        raise ValueError(
-            "model must be a vggtkit.VGGT or a checkpoint source (bundled name, folder, weights file or hub "
-            f"id), got {type(model).__name__}"
-        )
-    if str(model).lower().endswith(".onnx"):
-        raise ValueError(f"{model} is an ONNX model; run it with runtime='onnx'")
-    return VGGT.from_pretrained(model, map_location=device)
-
-
-def _load_onnx_model(model: Any, device: torch.device) -> OnnxVGGT:
-    if isinstance(model, OnnxVGGT):
-        return model
-    if not isinstance(model, (str, Path)):
-        raise ValueError(
-            f"runtime='onnx' runs an .onnx file written by vggtkit.onnx.export_onnx, got {type(model).__name__}"
-        )
-    return OnnxVGGT(model, device)
-
-
-def _native_resolution(net: VGGT | OnnxVGGT) -> int:
-    """The default input width: the size the model was trained at, or the width an ONNX graph was exported for."""
-    return net.image_hw[1] if isinstance(net, OnnxVGGT) else net.config.img_size
+def _exported_width(net: torch.nn.Module | OnnxVGGT) -> int | None:
+    """The width an ONNX graph was exported for (its default resolution); None for a PyTorch model."""
+    return net.image_hw[1] if isinstance(net, OnnxVGGT) else None
 
 
 def _run_model(
@@ -265,7 +231,7 @@ def _infer(
             torch.cuda.empty_cache()
         hw = (int(images.shape[-2]), int(images.shape[-1]))
         raise InsufficientMemoryError(
-            _oom_message(len(images), hw, device, inference.dtype, chunked)
+            _oom_message(len(images), hw, device, inference.dtype, chunked, model.config.patch_size)
         ) from exc
 
 
@@ -277,7 +243,7 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def _oom_message(
-    num_frames: int, hw: tuple[int, int], device: torch.device, dtype: torch.dtype, chunked: bool
+    num_frames: int, hw: tuple[int, int], device: torch.device, dtype: torch.dtype, chunked: bool, patch: int
 ) -> str:
     """What ran out, and the options that reduce memory, as ``option=value`` suggestions."""
     if chunked:
@@ -289,8 +255,8 @@ def _oom_message(
     if dtype == torch.float32:
         tips.append("dtype='bfloat16'")
     width = hw[1]
-    smaller = sorted({round(width * f / PATCH_SIZE) * PATCH_SIZE for f in (0.75, 0.5)}, reverse=True)
-    smaller = [r for r in smaller if PATCH_SIZE <= r < width]
+    smaller = sorted({round(width * f / patch) * patch for f in (0.75, 0.5)}, reverse=True)
+    smaller = [r for r in smaller if patch <= r < width]
     if smaller:
         tips.append("a smaller resolution (" + " or ".join(f"resolution={r}" for r in smaller) + ")")
     what = "GPU memory" if device.type == "cuda" else "memory"

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from PIL import Image, UnidentifiedImageError
 
-from vggtkit.io.images import PreprocessMode
+from vggtkit.io.preprocessing import Preprocessing
 from vggtkit.io.video import iter_video_frames, no_frame_message
 from vggtkit.pipeline.frames import PreparedFrames, batch_shape, prepare_frames, slice_frames
 from vggtkit.pipeline.inputs import FrameRef, iter_frames
@@ -72,14 +72,13 @@ class PathFeed:
 
     Args:
         refs: the frames, in order.
-        mode, resolution: the preprocessing (see :func:`~vggtkit.pipeline.frames.prepare_frames`).
+        preprocessing: the model family's image preprocessing.
     """
 
-    def __init__(self, refs: Sequence[FrameRef], mode: PreprocessMode, resolution: int) -> None:
+    def __init__(self, refs: Sequence[FrameRef], preprocessing: Preprocessing) -> None:
         self.refs = list(refs)
         self.num_frames = len(self.refs)
-        self.mode = mode
-        self.resolution = resolution
+        self.preprocessing = preprocessing
         self._frames = iter_frames(self.refs)
 
     @functools.cached_property
@@ -89,18 +88,18 @@ class PathFeed:
             (ref.name, *(_image_size(ref.path) if ref.video_index is None else _video_size(ref.path)))
             for ref in self.refs
         )
-        return batch_shape(sizes, self.mode, self.resolution)
+        return batch_shape(sizes, self.preprocessing)
 
     def take(self, count: int, progress: Progress | None = None) -> PreparedFrames | None:
         frames = list(itertools.islice(self._frames, count))
         if not frames:
             return None
-        return prepare_frames(frames, self.mode, self.resolution, progress, batch_hw=self.hw)
+        return prepare_frames(frames, self.preprocessing, progress, batch_hw=self.hw)
 
     def take_all(self, progress: Progress | None = None) -> PreparedFrames:
         """Every frame in one batch of the largest frame's size (for one pass)."""
         frames = list(iter_frames(self.refs, progress))
-        return prepare_frames(frames, self.mode, self.resolution, progress)
+        return prepare_frames(frames, self.preprocessing, progress)
 
 
 class TensorFeed:
