@@ -24,6 +24,7 @@ SUBCOMMANDS = (
     "reconstruct",
     "refine",
     "export",
+    "export-onnx",
     "view",
     "info",
     "demo",

@@ -27,6 +27,7 @@ CLI_FLAGS: dict[str, str] = {
     "mode": "--mode",
     "resolution": "--resolution",
     "reference": "--reference",
+    "runtime": "--runtime",
     "fps": "--fps",
     "max_frames": "--max-frames",
     "chunk_size": "--chunk-size",

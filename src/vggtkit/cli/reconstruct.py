@@ -31,6 +31,7 @@ examples:
   vggtkit reconstruct long.mp4 -o scene --max-memory 8GB     # one pass if it fits, else chunks that do
   vggtkit reconstruct photos/ -o scene --ba                 # cameras refined by bundle adjustment
   vggtkit reconstruct photos/ -o scene --ba --focal 1450 --align-to gps.txt --export all
+  vggtkit reconstruct photos/ -o scene --runtime onnx --checkpoint vggt.onnx   # from vggtkit export-onnx
 
 Files are sorted by natural name order (img2 before img10); the first one (or --reference N) defines the
 world frame. Re-export later without the model: vggtkit export scene/predictions.npz --export ply
@@ -61,6 +62,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SRC",
         help=f"weights: a folder (config.json + model.safetensors), a weights file (.safetensors/.pt), or a "
         f"Hugging Face repo id, looked up in the local cache (default: {DEFAULT_CHECKPOINT})",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=("torch", "onnx"),
+        default="torch",
+        help="torch: the PyTorch model (default); onnx: --checkpoint is an .onnx file written by `vggtkit "
+        "export-onnx`, run by onnxruntime at the frame size it was exported for",
     )
     add_device_options(parser)
     parser.add_argument(
@@ -171,6 +179,7 @@ def _options(args: argparse.Namespace):
         loop_closure=args.loop_closure,
         max_memory=args.max_memory,
         work_dir=args.work_dir or args.output,
+        runtime=args.runtime,
     )
 
 

@@ -15,6 +15,7 @@ from vggtkit.utils.memory import parse_memory
 __all__ = ["FrameSampling", "ReconstructOptions"]
 
 _MODES = tuple(mode for modes in FAMILY_MODES.values() for mode in modes)
+RUNTIMES = ("torch", "onnx")
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class ReconstructOptions:
             the frames in flight; one pass when it fits, otherwise the largest chunks that do.
         work_dir: folder where chunked runs keep per-frame maps on disk (None: the system's temporary folder);
             the files are unlinked once mapped.
+        runtime: "torch" (the PyTorch model) or "onnx" (a file written by ``vggtkit.onnx.export_onnx``, run by
+            onnxruntime; its precision and image size were chosen at export).
     """
 
     device: str | torch.device = "auto"
@@ -80,6 +83,7 @@ class ReconstructOptions:
     loop_closure: bool = False
     max_memory: int | float | str | None = None
     work_dir: str | os.PathLike[str] | None = None
+    runtime: str = "torch"
 
     def __post_init__(self) -> None:
         parse_dtype(self.dtype)
@@ -95,6 +99,15 @@ class ReconstructOptions:
         if not isinstance(self.sampling, FrameSampling):
             raise ValueError(f"sampling must be a FrameSampling, got {type(self.sampling).__name__}")
         self._check_chunking()
+        self._check_runtime()
+
+    def _check_runtime(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be 'torch' or 'onnx', got {self.runtime!r}")
+        if self.runtime == "onnx" and self.max_memory is not None:
+            raise ValueError(
+                "max_memory plans the PyTorch model's memory; with runtime='onnx' give chunk_size instead"
+            )
 
     def _check_chunking(self) -> None:
         chunk, overlap = self.chunk_size, self.overlap

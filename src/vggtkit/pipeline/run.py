@@ -23,6 +23,7 @@ import torch
 from vggtkit.geometry import unproject_depth_map_to_point_map
 from vggtkit.inference import InferenceOptions
 from vggtkit.io.preprocessing import Preprocessing
+from vggtkit.onnx.runtime import OnnxVGGT
 from vggtkit.pipeline.chunked import ChunkedOptions, ChunkRefiner, reconstruct_chunked
 from vggtkit.pipeline.frames import PreparedFrames, prepare_tensor, preprocessing_for
 from vggtkit.pipeline.inputs import InputPath, find_inputs, plan_frames
@@ -71,9 +72,11 @@ def reconstruct(
             float tensor (S, 3, H, W) in [0, 1]. Files are ordered by natural name order.
         model: a model of any family (``vggtkit.VGGT``, ``vggtkit.VGGTOmega``), or anything
             :func:`vggtkit.from_pretrained` takes (bundled name, folder, weights file, hub id; default
-            ``facebook/VGGT-1B`` from the Hugging Face cache).
+            ``facebook/VGGT-1B`` from the Hugging Face cache); with ``runtime='onnx'`` an ``.onnx`` file written
+            by ``vggtkit.onnx.export_onnx`` (or a ``vggtkit.onnx.OnnxVGGT``).
         options: device, dtype, preprocessing mode and resolution (default: the family's mode, at the resolution
-            the checkpoint was trained at), reference frame, frame sampling, chunking and memory budget; see :class:`ReconstructOptions`.
+            the checkpoint was trained at; an ONNX model's: the width it was exported for), reference frame, frame
+            sampling, chunking and memory budget; see :class:`ReconstructOptions`.
         progress: called as ``progress(stage, done, total)``; stages: "load model", "decode <video>",
             "load images", "inference", "postprocess"; in chunked runs "inference" counts frames (a rate and a
             time left follow from it), then "loop closure" and "postprocess" count their steps.
@@ -96,8 +99,8 @@ def reconstruct(
     paths = None if is_tensor else find_inputs(inputs)  # cheap: typos in paths are reported first
     timings: dict[str, float] = {}
     with _stage("load model", timings, progress):
-        net = load_model(model, device)
-    preprocessing = preprocessing_for(net, opts.mode, opts.resolution)
+        net = load_model(model, device, opts.runtime)
+    preprocessing = preprocessing_for(net, opts.mode, opts.resolution or _exported_width(net))
     opts = dataclasses.replace(
         opts, mode=preprocessing.mode
     )  # the family's default mode, when none was given
@@ -116,7 +119,7 @@ def reconstruct(
             progress=progress,
         )
     else:
-        rec = _one_pass(net, feed, opts, inference, timings, progress)
+        rec = _one_pass(net, feed, opts, device, inference, timings, progress)
     for stage, seconds in timings.items():  # chunked runs also time loading images inside the chunks
         rec.timings[stage] = rec.timings.get(stage, 0.0) + seconds
     return rec
@@ -150,9 +153,10 @@ def _plan(net: torch.nn.Module, feed: FrameFeed, opts: ReconstructOptions) -> Ru
 
 
 def _one_pass(
-    net: torch.nn.Module,
+    net: torch.nn.Module | OnnxVGGT,
     feed: FrameFeed,
     opts: ReconstructOptions,
+    device: torch.device,
     inference: InferenceOptions,
     timings: dict[str, float],
     progress: Progress | None,
@@ -162,7 +166,6 @@ def _one_pass(
         prepared = feed.take_all(progress)
     num_frames = prepared.images.shape[0]
     order = [opts.reference, *[i for i in range(num_frames) if i != opts.reference]]
-    device = next(net.parameters()).device
     with _stage("inference", timings, progress):
         out = _infer(net, prepared.images[order], device, inference)
     with _stage("postprocess", timings, progress):
@@ -192,6 +195,11 @@ def _stage(name: str, timings: dict[str, float], progress: Progress | None = Non
 
 
 # ----------------------------------------------------------------------------------------------- model
+def _exported_width(net: torch.nn.Module | OnnxVGGT) -> int | None:
+    """The width an ONNX graph was exported for (its default resolution); None for a PyTorch model."""
+    return net.image_hw[1] if isinstance(net, OnnxVGGT) else None
+
+
 def _run_model(
     model: torch.nn.Module, images: torch.Tensor, device: torch.device, inference: InferenceOptions
 ) -> dict:
