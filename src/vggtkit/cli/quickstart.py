@@ -116,7 +116,7 @@ def _print_scores(results: dict, names: list[str], frames: int) -> None:
 
 
 def _refine(rec) -> tuple[object, str]:
-    """The refined reconstruction and a line on what refinement did (the model's own when it could not run)."""
+    """The refinement result and a line on what it did (the model's cameras when it could not run)."""
     from vggtkit.refine import refine
 
     start = time.perf_counter()
@@ -125,14 +125,29 @@ def _refine(rec) -> tuple[object, str]:
     seconds = time.perf_counter() - start
     if report.status == "feed-forward":
         return (
-            rec,
+            result,
             f"bundle adjustment kept the model's cameras ({'; '.join(report.warnings)}); {seconds:.1f} s",
         )
     refined = sum(f.status != "kept" for f in report.frames)
-    return result.reconstruction, (
-        f"bundle adjustment refined {refined} of {rec.num_frames} cameras ({report.num_tracks} tracks, mean "
-        f"length {report.mean_track_length:.1f}) in {seconds:.1f} s"
+    return result, (
+        f"bundle adjustment refined {refined} of {rec.num_frames} cameras at the images' {_sizes(rec)} px "
+        f"({report.num_tracks} tracks, mean length {report.mean_track_length:.1f}) in {seconds:.1f} s"
     )
+
+
+def _sizes(rec) -> str:
+    return ", ".join(sorted({f"{int(w)}x{int(h)}" for h, w in rec.original_hw}))
+
+
+def _export(rec, refined, out: Path, formats: list[str]) -> dict:
+    """The model's ``predictions.npz``; every other export from the refined result when there is one."""
+    from vggtkit.export import export_all
+    from vggtkit.refine import export_refined
+
+    if refined is None:
+        return export_all(rec, out, formats)
+    results = export_all(rec, out, ["npz"]) if "npz" in formats else {}
+    return results | export_refined(refined, out, [f for f in formats if f != "npz"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -143,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vggtkit import VGGT, reconstruct
     from vggtkit.data.scene_folder import load_scene_folder
-    from vggtkit.export import export_all, parse_export_names
+    from vggtkit.export import parse_export_names
 
     start = time.perf_counter()
     scene = Path(args.scene) if args.scene else _example_folder()
@@ -161,12 +176,14 @@ def run(args: argparse.Namespace) -> int:
     rec = reconstruct(scene / "images", model, device=args.device, dtype=args.dtype)  # at the model's size
     _check_frames(rec, truth)
     recs = {args.model: rec}
+    refined = None
     if not args.no_ba:
-        recs[REFINED], line = _refine(rec)
+        refined, line = _refine(rec)
+        recs[REFINED] = refined.reconstruction
         print(line)
     _print_scores(_score(recs, truth), list(recs), rec.num_frames)
     out = Path(args.out)
-    results = export_all(rec, out, formats)
+    results = _export(rec, refined, out, formats)
     print(f"\nexports in {out}/:")
     print_exports(results, out)
     print(
