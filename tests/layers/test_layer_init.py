@@ -12,7 +12,7 @@ from vggtkit.layers.init import normal_, normal_parameter
 
 def test_draws_have_the_requested_spread_and_truncation():
     torch.manual_seed(0)
-    plain = normal_parameter(200_000, std=0.02)
+    plain = normal_parameter(200_000, std=0.02).detach()
     assert abs(float(plain.std()) - 0.02) < 5e-4 and float(plain.abs().max()) > 0.04
     wide = normal_(torch.empty(200_000), std=1.5)
     cut = normal_(torch.empty(200_000), std=1.5, truncated=True)
