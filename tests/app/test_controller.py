@@ -330,6 +330,22 @@ def test_refinement_option_refines_the_cameras_everything_shows(tmp_path, media,
     refined = Reconstruction.load_npz(out.npz)
     assert not np.allclose(refined.extrinsic, predicted.extrinsic, atol=1e-3)
     assert (out.npz.parent / "refine.json").is_file() and out.view.glb.is_file()
+    # The COLMAP download is the refined model: its observations are the matched keypoints (original pixels).
+    import json
+    import zipfile
+
+    import pycolmap
+
+    archive = ctl.colmap_zip(state, ViewSettings(conf_threshold=80))
+    assert archive == ctl.cached_colmap_zip(state, ViewSettings())  # one refined model for every view
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(tmp_path / "unzipped")
+    model = pycolmap.Reconstruction(str(tmp_path / "unzipped" / "sparse" / "0"))
+    report = json.loads((out.npz.parent / "refine.json").read_text())
+    assert model.num_images() == 5 and model.num_points3D() == report["num_tracks"] > 0
+    # Reconstructed again without refinement: the download is built from the model's cameras again.
+    ctl.reconstruct(state, 0, "crop", ViewSettings())
+    assert ctl.cached_colmap_zip(state, ViewSettings(conf_threshold=80)) is None
 
 
 def test_refinement_that_cannot_run_keeps_the_model_cameras(controller, media):

@@ -442,6 +442,7 @@ class DemoController:
         )
         self._check_running()
         summary = f"{report.summary()} Reference frame: {reference} ({rec.names[reference]})."
+        run.drop_refined_colmap_zip()
         if refine:
             rec, refined = self._refine(run, rec, progress)
             summary = f"{summary}\n{refined}"
@@ -466,6 +467,7 @@ class DemoController:
                 rec,
                 f"Bundle adjustment not possible ({'; '.join(report.warnings)}): the model's cameras are shown.",
             )
+        run.build_refined_colmap_zip(result)
         refined = sum(f.status != "kept" for f in report.frames)
         return result.reconstruction, (
             f"Refined {refined} of {rec.num_frames} cameras by bundle adjustment in "
@@ -529,15 +531,19 @@ class DemoController:
         run = self._run(state)
         if run is None:
             return None
-        target = run.colmap_file(view)
+        target = run.refined_colmap_file if run.refined_colmap_file.exists else run.colmap_file(view)
         return target.path if target.exists else None
 
     @_operation(lambda: None)
     def colmap_zip(self, state: State, view: ViewSettings) -> Path | None:
-        """``colmap.zip`` (images + sparse/0) for the view's confidence and masks; None before a run or on error."""
+        """``colmap.zip`` (images + sparse/0): after bundle adjustment the refined model, whose observations are
+        the matched keypoints; otherwise built for the view's confidence and masks. None before a run or on
+        error."""
         run = self._run(state)
         if run is None or not run.has_predictions():
             return None
+        if run.refined_colmap_file.exists:
+            return run.refined_colmap_file.path
         try:
             rec = self.cache.get(run.npz_path)
             return run.build_colmap_zip(rec, view, self._keep(run, rec, view)).path

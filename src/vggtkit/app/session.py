@@ -33,6 +33,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Collection
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,6 +42,9 @@ from vggtkit.app.ingest import list_frames
 from vggtkit.app.settings import ViewSettings
 from vggtkit.pipeline import Reconstruction
 from vggtkit.utils.atomic import atomic_path
+
+if TYPE_CHECKING:
+    from vggtkit.refine import RefineResult
 
 __all__ = ["ReconstructionCache", "Run", "SessionStore", "ViewFile"]
 
@@ -241,6 +245,30 @@ class Run:
                 shutil.make_archive(str(tmp.with_suffix("")), "zip", root_dir=Path(scratch) / "scene")
         target.write_meta({"points": result.points})
         return target
+
+    @property
+    def refined_colmap_file(self) -> ViewFile:
+        """The COLMAP zip of a refined run (matched keypoints as observations), the same for every view."""
+        return ViewFile(self.path / "colmap" / "refined" / "colmap.zip")
+
+    def build_refined_colmap_zip(self, result: RefineResult) -> ViewFile:
+        """``colmap.zip`` of a refinement result: ``images/`` and ``sparse/0/`` with the matched keypoints."""
+        from vggtkit.refine import export_refined
+
+        target = self.refined_colmap_file
+        target.path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".colmap.", dir=target.path.parent) as scratch:
+            written = export_refined(result, Path(scratch) / "scene", ["colmap"])
+            for name in ("refine.json", "predictions_refined.npz"):  # the run keeps its own copies
+                (Path(scratch) / "scene" / name).unlink(missing_ok=True)
+            with atomic_path(target.path) as tmp:
+                shutil.make_archive(str(tmp.with_suffix("")), "zip", root_dir=Path(scratch) / "scene")
+        target.write_meta({"points": written["colmap"].points})
+        return target
+
+    def drop_refined_colmap_zip(self) -> None:
+        """Forget the refined COLMAP zip (the run was reconstructed again)."""
+        shutil.rmtree(self.refined_colmap_file.path.parent, ignore_errors=True)
 
     def sky_keep(self, rec: Reconstruction, sky_model: Path) -> np.ndarray:
         """(S, H, W) bool, True where not sky; computed once per run and saved."""
