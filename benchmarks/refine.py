@@ -38,7 +38,6 @@ from PIL import Image
 from scipy.spatial.transform import Rotation
 
 from vggtkit.data.synthetic import SyntheticSceneConfig, load_heldout_set, render_scene
-from vggtkit.geometry import extri_intri_to_pose_encoding, unproject_depth_map_to_point_map
 from vggtkit.metrics.pose import pose_metrics, relative_pose_errors
 from vggtkit.pipeline import Reconstruction
 from vggtkit.refine import refine
@@ -88,26 +87,7 @@ def _perturbed_reconstruction(sample: dict, seed: int) -> tuple[Reconstruction, 
     depth = (
         depth * rng.uniform(0.95, 1.05, (len(depth), 1, 1)) * (1 + 0.02 * rng.standard_normal(depth.shape))
     )
-    depth = depth[..., None].astype(np.float32)
-    images = sample["images"].numpy().astype(np.float32)
-    s, _, h, w = images.shape
-    rec = Reconstruction(
-        pose_enc=extri_intri_to_pose_encoding(torch.from_numpy(poses), torch.from_numpy(K), (h, w)).numpy(),
-        extrinsic=poses,
-        intrinsic=K,
-        depth=depth,
-        depth_conf=np.ones((s, h, w), np.float32),
-        world_points=None,
-        world_points_conf=None,
-        world_points_from_depth=unproject_depth_map_to_point_map(depth, poses, K).astype(np.float32),
-        images=images,
-        intrinsic_original=K.copy(),
-        original_from_model=np.broadcast_to(np.eye(3), (s, 3, 3)).copy(),
-        original_hw=np.tile(np.array([h, w]), (s, 1)),
-        names=[f"frame_{i:03d}.png" for i in range(s)],
-        image_paths=[""] * s,
-        source_frames=_rgb(sample),
-    )
+    rec = Reconstruction.from_cameras(sample["images"].numpy(), poses, K, depth.astype(np.float32))
     return rec, truth
 
 

@@ -256,6 +256,54 @@ class Reconstruction:
         return path
 
     @classmethod
+    def from_cameras(
+        cls,
+        images: np.ndarray,
+        cam_from_world: np.ndarray,
+        intrinsic: np.ndarray,
+        depth: np.ndarray,
+        names: list[str] | None = None,
+    ) -> Reconstruction:
+        """A reconstruction of known cameras and depth, the images at their own resolution (original = model).
+
+        Args:
+            images: (S, 3, H, W) float32 in [0, 1]; they are also the original pixels.
+            cam_from_world: (S, 3, 4) OpenCV extrinsics; intrinsic: (S, 3, 3) in pixels.
+            depth: (S, H, W) depth along the optical axis (confidence 1 everywhere).
+            names: S image names (default ``frame_000.png``, ...).
+        """
+        import torch
+
+        from vggtkit.geometry import extri_intri_to_pose_encoding
+
+        s, _, h, w = images.shape
+        depth = depth[..., None].astype(np.float32)
+        pose_enc = extri_intri_to_pose_encoding(
+            torch.from_numpy(cam_from_world), torch.from_numpy(intrinsic), (h, w)
+        )
+        return cls(
+            pose_enc=pose_enc.numpy(),
+            extrinsic=cam_from_world,
+            intrinsic=intrinsic,
+            depth=depth,
+            depth_conf=np.ones((s, h, w), np.float32),
+            world_points=None,
+            world_points_conf=None,
+            world_points_from_depth=unproject_depth_map_to_point_map(depth, cam_from_world, intrinsic).astype(
+                np.float32
+            ),
+            images=images.astype(np.float32),
+            intrinsic_original=intrinsic.copy(),
+            original_from_model=np.broadcast_to(np.eye(3), (s, 3, 3)).copy(),
+            original_hw=np.tile(np.array([h, w]), (s, 1)),
+            names=names or [f"frame_{i:03d}.png" for i in range(s)],
+            image_paths=[""] * s,
+            source_frames=[
+                np.clip(np.rint(im.transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8) for im in images
+            ],
+        )
+
+    @classmethod
     def load_npz(cls, path: str | os.PathLike[str]) -> Reconstruction:
         """Load a ``predictions.npz`` written by :meth:`save_npz` or by the official demo.
 

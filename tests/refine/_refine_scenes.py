@@ -4,10 +4,8 @@ fixtures are in conftest.py)."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 from scipy.spatial.transform import Rotation
 
-from vggtkit.geometry import extri_intri_to_pose_encoding, unproject_depth_map_to_point_map
 from vggtkit.reconstruction import Reconstruction
 
 SIZE = 224
@@ -33,26 +31,9 @@ def make_reconstruction(
 ) -> Reconstruction:
     """A reconstruction at the sample's resolution (original = model resolution) with the given cameras and
     depth; the original pixels are the rendered images."""
-    images = sample["images"].numpy().astype(np.float32)
-    s, _, h, w = images.shape
-    depth = depth[..., None].astype(np.float32)
-    rgb = [np.clip(np.rint(im.transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8) for im in images]
-    return Reconstruction(
-        pose_enc=extri_intri_to_pose_encoding(torch.from_numpy(poses), torch.from_numpy(K), (h, w)).numpy(),
-        extrinsic=poses,
-        intrinsic=K,
-        depth=depth,
-        depth_conf=np.ones((s, h, w), np.float32),
-        world_points=None,
-        world_points_conf=None,
-        world_points_from_depth=unproject_depth_map_to_point_map(depth, poses, K).astype(np.float32),
-        images=images,
-        intrinsic_original=K.copy(),
-        original_from_model=np.broadcast_to(np.eye(3), (s, 3, 3)).copy(),
-        original_hw=np.tile(np.array([h, w]), (s, 1)),
-        names=names or [f"view_{i}.png" for i in range(s)],
-        image_paths=[""] * s,
-        source_frames=rgb,
+    images = sample["images"].numpy()
+    return Reconstruction.from_cameras(
+        images, poses, K, depth, names or [f"view_{i}.png" for i in range(len(images))]
     )
 
 
