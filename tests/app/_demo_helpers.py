@@ -3,21 +3,8 @@
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 
 RESOLUTION = 56  # model input width in the tests: 56x42 maps, fast on 2 CPU cores
-CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium (scripts/setup.sh), driven through Playwright
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-]
 
 
 def free_port() -> int:

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from _demo_helpers import CHROMIUM, CHROMIUM_ARGS
 
+from _browser import CHROMIUM, CHROMIUM_ARGS
 from vggtkit.app.controller import PROMPT
 
 pytestmark = [

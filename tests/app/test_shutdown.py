@@ -17,7 +17,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _demo_helpers import CHROMIUM, CHROMIUM_ARGS, RESOLUTION, free_port
+from _demo_helpers import RESOLUTION, free_port
+
+from _browser import CHROMIUM, CHROMIUM_ARGS
 
 START_TIMEOUT_S = 240.0
 STOP_TIMEOUT_S = 60.0

@@ -10,26 +10,14 @@ from __future__ import annotations
 import io
 import re
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from _viewer_scenes import make_reconstruction
 
+from _browser import CHROMIUM, CHROMIUM_ARGS
 from vggtkit.viewer import ViewerOptions, serve
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-]
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(
