@@ -353,13 +353,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def device_available(device: torch.device, program: str) -> bool:
+    """False, with a message on stderr, when ``device`` is CUDA and this machine has none."""
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print(f"{program}: CUDA is not available on this machine; run it on a GPU machine, or pass --device cpu "
+              "--quick to check the command itself", file=sys.stderr)  # fmt: skip
+        return False
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print("gpu_check: CUDA is not available on this machine; run it on a GPU machine, or pass --device cpu "
-              "--quick to check the command itself", file=sys.stderr)  # fmt: skip
+    if not device_available(device, "gpu_check"):
         return 2
     check = Check(device, Path(args.out), time.monotonic() + args.time_budget, args.quick)
     check.out.mkdir(parents=True, exist_ok=True)

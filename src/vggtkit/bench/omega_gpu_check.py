@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +26,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vggtkit.bench.gpu_check import Check, _images, _tf32, _timed, _worst, markdown, precision_settings, save
+from vggtkit.bench.gpu_check import (
+    Check,
+    _images,
+    _tf32,
+    _timed,
+    _worst,
+    device_available,
+    markdown,
+    precision_settings,
+    save,
+)
 from vggtkit.bench.model import bench_config, random_model
 from vggtkit.bench.report import machine_info
 from vggtkit.inference import ExecutionPlan, InferenceOptions
@@ -112,9 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print("omega_gpu_check: CUDA is not available on this machine; run it on a GPU machine, or pass "
-              "--device cpu --quick to check the command itself", file=sys.stderr)  # fmt: skip
+    if not device_available(device, "omega_gpu_check"):
         return 2
     check = Check(device, Path(args.out), time.monotonic() + args.time_budget, args.quick)
     steps = [("omega golden errors", lambda: golden_errors(check))]
