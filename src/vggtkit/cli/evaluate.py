@@ -73,12 +73,6 @@ def _samples(args: argparse.Namespace, image_width: int):
         yield render_scene(heldout.config, seed)
 
 
-def _trained_at(config) -> int:
-    """The resolution a checkpoint was trained at, for scene folders (VGGT: ``img_size``; VGGT-Omega:
-    ``image_resolution``)."""
-    return getattr(config, "img_size", None) or config.image_resolution
-
-
 def _count(args: argparse.Namespace) -> int:
     if args.scene:
         return len(args.scene[: args.max_scenes] if args.max_scenes else args.scene)
@@ -120,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     total = _count(args)
     with tqdm(total=total, desc="evaluating", unit="scene") as bar:
         results = evaluate_methods(
-            methods, _samples(args, _trained_at(model.config)), progress=lambda n: bar.update(1)
+            methods, _samples(args, model.config.trained_resolution), progress=lambda n: bar.update(1)
         )
     print(format_markdown(results) if args.markdown else format_table(results))
     print(

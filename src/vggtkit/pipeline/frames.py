@@ -58,13 +58,11 @@ def preprocessing_for(model: torch.nn.Module, mode: str | None, resolution: int 
         ValueError: a mode of another family, or a resolution that is not a multiple of the model's patch size.
     """
     family = family_of_config(model.config).name
-    config = model.config
-    trained_at = config.image_resolution if family == "omega" else config.img_size
     return Preprocessing(
         family=family,
         mode=FAMILY_MODES[family][0] if mode is None else mode,
-        resolution=trained_at if resolution is None else resolution,
-        patch_size=config.patch_size,
+        resolution=model.config.trained_resolution if resolution is None else resolution,
+        patch_size=model.config.patch_size,
     )
 
 

@@ -88,6 +88,11 @@ class VGGTOmegaConfig:
     enable_alignment: bool = False
     image_resolution: int = 512
 
+    @property
+    def trained_resolution(self) -> int:
+        """The input resolution the checkpoint was trained at (``image_resolution``): the pipeline's default."""
+        return self.image_resolution
+
     def __post_init__(self) -> None:
         # JSON gives lists; the dataclass is frozen and hashable, so store tuples.
         for name in _SEQUENCE_FIELDS:

@@ -68,6 +68,11 @@ class VGGTConfig:
     enable_point: bool = True
     enable_track: bool = True
 
+    @property
+    def trained_resolution(self) -> int:
+        """The input resolution the checkpoint was trained at (``img_size``): the pipeline's default."""
+        return self.img_size
+
     def __post_init__(self) -> None:
         # JSON gives lists; the dataclass is frozen and hashable, so store tuples.
         for name in ("aa_order", "dpt_out_channels", "dpt_layers"):
